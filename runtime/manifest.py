@@ -1,0 +1,121 @@
+"""A model travels as `model.safetensors` + `model.json`: weights plus everything needed to use them."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .model import ModelConfig, build_model
+from .normalize import Normalization
+
+MANIFEST = "model.json"
+WEIGHTS = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the runtime must know to reproduce what the model saw in training."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    normalization: Normalization = field(default_factory=Normalization)
+    pixel_size_nm: float = 10.0  # the model sees images at this pixel size
+    default_input_pixel_size_nm: float = 5.0  # assumed when an input carries no pixel size
+    tile: int = 512
+    overlap: int = 128
+    score_threshold: float = 0.5
+    mask_threshold: float = 0.5
+    classes: tuple[str, ...] = ("background", "mitochondrion")
+    training: dict = field(default_factory=dict)  # data summary, config, code version
+    metrics: dict = field(default_factory=dict)  # validation metrics of these weights
+    exports: dict = field(default_factory=dict)  # e.g. {"onnx": {...}}
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        d["normalization"] = self.normalization.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Manifest":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown manifest keys: {sorted(unknown)}")
+        d = dict(d)
+        d["model"] = ModelConfig.from_dict(d.get("model", {}))
+        d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
+        if "classes" in d:
+            d["classes"] = tuple(d["classes"])
+        return cls(**d)
+
+    def replace(self, **changes) -> "Manifest":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(directory: Path, manifest: Manifest, state_dict: dict[str, torch.Tensor], fp16: bool = False) -> Path:
+    """Write weights and manifest atomically; FP16 storage halves the file, weights load back as FP32."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".weights.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"format": "pt"})
+        os.replace(tmp, directory / WEIGHTS)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    atomic_write_bytes(directory / MANIFEST, json.dumps(manifest.to_dict(), indent=2).encode())
+    return directory
+
+
+def load_manifest(directory: Path) -> Manifest:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no model manifest (expected {MANIFEST} next to {WEIGHTS})")
+    return Manifest.from_dict(json.loads(path.read_text()))
+
+
+def weights_sha256(directory: Path) -> str:
+    h = hashlib.sha256()
+    with open(Path(directory) / WEIGHTS, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_model(directory: Path, device: str = "cpu") -> tuple[torch.nn.Module, Manifest]:
+    """Build the architecture from the manifest and load the safetensors weights (never a pickle)."""
+    manifest = load_manifest(directory)
+    model = build_model(manifest.model, manifest.tile)
+    state = load_file(str(Path(directory) / WEIGHTS), device="cpu")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state)
+    return model.to(device).eval(), manifest

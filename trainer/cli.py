@@ -1,0 +1,98 @@
+"""`mito-train`: train or fine-tune Mask R-CNN on a lab's labelled EM images."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from .config import TrainConfig
+
+EXAMPLES = """
+examples:
+  mito-train --data ../shared/data/lucchi/train -o runs/lucchi --time-budget 2h --val-last 25
+  mito-train --data my_labels/ -o runs/mine --init models/lucchi-r18 --epochs 30   # fine-tune the shipped model
+  mito-train --data my_labels/ --check-data                                        # summary + problems, no training
+  mito-train --data ../shared/data/lucchi/train -o runs/lucchi --resume --time-budget 1h
+"""
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '45m', '2h' -> seconds."""
+    text = text.strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], None)
+    return float(text[:-1]) * mult if mult else float(text)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mito-train", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = TrainConfig(data="", out="")
+    p.add_argument("--data", required=True, help="folder of labelled images (COCO JSON, mask folders, label images, ImageJ ROIs or YOLO polygons)")
+    p.add_argument("--format", default="auto", help="force the label format instead of detecting it (default: auto)")
+    p.add_argument("--check-data", action="store_true", help="only read and validate the data; print a summary table and exit")
+    p.add_argument("-o", "--out", help="output folder for model.safetensors, model.json, logs and checkpoints")
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default=d.backbone, choices=["resnet18", "resnet34", "resnet50"], help="ResNet depth of the FPN backbone (default: %(default)s)")
+    g.add_argument("--norm", default=d.norm, choices=["group", "frozen_batch", "batch"], help="normalisation layers: group for training from scratch (default), frozen_batch to fine-tune COCO weights")
+    g.add_argument("--fpn-channels", type=int, default=d.fpn_channels, help="FPN width (default: %(default)s; torchvision uses 256)")
+    g.add_argument("--box-head-dim", type=int, default=d.box_head_dim, help="box head MLP width (default: %(default)s)")
+    g.add_argument("--mask-head-channels", type=int, default=d.mask_head_channels, help="mask head conv width (default: %(default)s)")
+    g.add_argument("--rois-per-image", dest="box_batch_size_per_image", type=int, default=d.box_batch_size_per_image, help="RoIs sampled per image for the heads (default: %(default)s)")
+    g.add_argument("--init", help="local weights to start from: a model folder of ours or a torchvision .pth state dict (class heads re-initialised)")
+    s = p.add_argument_group("scale and tiles")
+    s.add_argument("--pixel-size", dest="pixel_size_nm", type=float, default=d.pixel_size_nm, help="pixel size in nm at which the model sees images (default: %(default)s)")
+    s.add_argument("--input-pixel-size", dest="input_pixel_size_nm", type=float, help="pixel size (nm) of the training images, overriding file metadata")
+    s.add_argument("--default-input-pixel-size", dest="default_input_pixel_size_nm", type=float, default=d.default_input_pixel_size_nm, help="assumed input pixel size (nm) when a file has none (default: %(default)s)")
+    s.add_argument("--tile", type=int, default=d.tile, help="inference tile size at model scale (default: %(default)s)")
+    s.add_argument("--overlap", type=int, default=d.overlap, help="tile overlap at model scale; >= the largest mitochondrion (default: %(default)s)")
+    s.add_argument("--crop", type=int, default=d.crop, help="training crop size at model scale (default: %(default)s)")
+    t = p.add_argument_group("schedule")
+    t.add_argument("--batch", type=int, default=d.batch, help="crops per step (default: %(default)s)")
+    t.add_argument("--steps", type=int, help="optimiser steps")
+    t.add_argument("--epochs", type=float, help="epochs (one epoch = crops covering the training area once)")
+    t.add_argument("--time-budget", type=parse_duration, help="stop after this much training time, e.g. 45m or 2h; the lr schedule follows it")
+    t.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: %(default)s)")
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps (default: %(default)s)")
+    t.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip (default: %(default)s)")
+    t.add_argument("--val-last", type=int, help="hold out the last N images by name (a block of slices) for validation")
+    t.add_argument("--val-fraction", type=float, default=d.val_fraction, help="else hold out this fraction, last by name (default: %(default)s)")
+    t.add_argument("--val-every", type=int, help="validate every N steps (default: each epoch)")
+    t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints (default: %(default)s)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    t.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"], help="(default: auto = cuda when available)")
+    t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.check_data:
+        from .check import check_data
+
+        return check_data(args.data, args.format, args.input_pixel_size_nm)
+    if not args.out:
+        print("mito-train: error: -o/--out is required to train", file=sys.stderr)
+        return 2
+    cfg = config_from_args(args)
+    from .progress import TrainProgress
+    from .engine import train
+
+    try:
+        with TrainProgress() as progress:
+            out = train(cfg, on_step=progress.update, on_message=progress.print)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"mito-train: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"model written to {out}/model.safetensors and {out}/model.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""From labelled images to training crops and Mask R-CNN targets at the model's pixel size."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..runtime.normalize import PAD_VALUE, Normalization, normalize
+from ..runtime.scale import rescale_image, rescale_labels
+from .importers.types import LabelledImage
+
+
+@dataclass
+class ScaledImage:
+    name: str
+    image: np.ndarray  # float32, normalised, at model pixel size
+    labels: np.ndarray  # int32 at model pixel size
+
+
+def input_pixel_size(item: LabelledImage, override_nm: float | None, default_nm: float) -> float:
+    if override_nm is not None:
+        return override_nm
+    return item.pixel_size_nm if item.pixel_size_nm else default_nm
+
+
+def scale_dataset(items: list[LabelledImage], norm: Normalization, model_px_nm: float, override_nm: float | None, default_nm: float) -> list[ScaledImage]:
+    out = []
+    for it in items:
+        factor = input_pixel_size(it, override_nm, default_nm) / model_px_nm
+        img = rescale_image(normalize(it.image, norm), factor)
+        lab = rescale_labels(it.labels.astype(np.int32), factor)
+        out.append(ScaledImage(it.name, img, lab))
+    return out
+
+
+def random_crop(item: ScaledImage, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A `size` x `size` crop, padded with PAD_VALUE (labels 0) where the image is smaller."""
+    h, w = item.image.shape
+    r = int(rng.integers(0, max(h - size, 0) + 1))
+    c = int(rng.integers(0, max(w - size, 0) + 1))
+    img = np.full((size, size), PAD_VALUE, np.float32)
+    lab = np.zeros((size, size), np.int32)
+    sub_i = item.image[r : r + size, c : c + size]
+    img[: sub_i.shape[0], : sub_i.shape[1]] = sub_i
+    lab[: sub_i.shape[0], : sub_i.shape[1]] = item.labels[r : r + size, c : c + size]
+    return img, lab
+
+
+def labels_to_target(labels: np.ndarray, min_area: int = 6) -> dict[str, torch.Tensor]:
+    """Mask R-CNN target from an instance label crop; fragments under `min_area` px are dropped."""
+    ids, counts = np.unique(labels, return_counts=True)
+    keep = [i for i, n in zip(ids, counts) if i != 0 and n >= min_area]
+    masks = np.stack([labels == i for i in keep]) if keep else np.zeros((0,) + labels.shape, bool)
+    boxes = np.zeros((len(keep), 4), np.float32)
+    for k, m in enumerate(masks):
+        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        boxes[k] = cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
+    return {
+        "boxes": torch.from_numpy(boxes),
+        "labels": torch.ones(len(keep), dtype=torch.int64),
+        "masks": torch.from_numpy(masks.astype(np.uint8)),
+    }
+
+
+def crop_weights(items: list[ScaledImage]) -> np.ndarray:
+    area = np.array([it.image.size for it in items], np.float64)
+    return area / area.sum()
