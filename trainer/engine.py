@@ -227,8 +227,8 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_me
         state.elapsed += now - t_last
         t_last = now
         state.step += 1
-        row = {"kind": "train", "step": state.step, "lr": lr, "loss": float(loss), "grad_norm": float(grad_norm),
-               "elapsed_s": round(state.elapsed, 2), **{k: float(v) for k, v in losses.items()}}
+        row = {"kind": "train", "step": state.step, "lr": lr, "loss": loss.item(), "grad_norm": float(grad_norm),
+               "elapsed_s": round(state.elapsed, 2), **{k: v.item() for k, v in losses.items()}}
         if state.step % 10 == 0:
             with open(log_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -247,7 +247,8 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_me
     try:
         from .plots import plot_curves
 
-        plot_curves(log_path, out / "training_curves.png")
+        if log_path.exists():
+            plot_curves(log_path, out / "training_curves.png")
     except ImportError:
         on_message("matplotlib not installed: no training_curves.png (pip install mitotally[train])")
     return out

@@ -27,8 +27,8 @@ def plot_curves(log_path: Path, png_path: Path) -> Path:
         steps = [r["step"] for r in val]
         for key in ("mask_AP", "mask_AP50", "f1@0.5", "f1@0.75"):
             ax2.plot(steps, [r[key] for r in val], marker="o", ms=3, label=key)
+        ax2.legend(fontsize=7)
     ax2.set(xlabel="step", ylabel="score", title="validation", ylim=(0, 1))
-    ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,78 @@
+"""The training loop: a tiny model learns a synthetic image; resume equals an uninterrupted run."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import write_yolo_dataset  # noqa: E402
+
+from mitotally.runtime.backends.torch_backend import TorchBackend
+from mitotally.runtime.manifest import load_model
+from mitotally.runtime.image_io import read_image
+from mitotally.runtime.normalize import normalize
+from mitotally.runtime.segment import segment_scaled
+from mitotally.trainer.config import TrainConfig
+from mitotally.trainer.engine import lr_at, train
+from mitotally.trainer.importers import load_dataset
+from mitotally.trainer.metrics import evaluate
+
+TINY = dict(fpn_channels=32, box_head_dim=64, mask_head_channels=32, box_batch_size_per_image=64)
+
+
+def _config(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), pixel_size_nm=10.0, default_input_pixel_size_nm=10.0, tile=128, overlap=32,
+                crop=128, batch=2, warmup=20, val_every=10**6, checkpoint_every=2, device="cpu", **TINY)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_one_synthetic_image(tmp_path, rng):
+    data = write_yolo_dataset(tmp_path / "data", n_images=1, size=128, rng=rng, n_objects=5)
+    out = train(_config(data, tmp_path / "model", steps=220, lr=2e-3, checkpoint_every=1000), on_message=lambda m: None)
+    model, manifest = load_model(out)
+    item = load_dataset(data)[0]
+    backend = TorchBackend(model, tile=128, batch=1, score_threshold=0.05)
+    inst = segment_scaled(backend, normalize(item.image, manifest.normalization), item.labels.shape, 1.0, overlap=32, score_threshold=0.5)
+    metrics = evaluate([item.labels], [inst.to_label_image(item.labels.shape)])
+    assert metrics["f1@0.5"] > 0.9, metrics
+
+
+def test_resume_gives_the_same_state_as_an_uninterrupted_run(tmp_path, rng):
+    data = write_yolo_dataset(tmp_path / "data", n_images=2, size=96, rng=rng, n_objects=3)
+    full = train(_config(data, tmp_path / "full", steps=4, crop=96, val_last=0), on_message=lambda m: None)
+
+    class Interrupt(Exception):
+        pass
+
+    def crash_at_step_3(row):
+        if row["step"] == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(_config(data, tmp_path / "resumed", steps=4, crop=96, val_last=0), on_step=crash_at_step_3, on_message=lambda m: None)
+    resumed = train(_config(data, tmp_path / "resumed", steps=4, crop=96, val_last=0, resume=True), on_message=lambda m: None)
+    a = torch.load(full / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
+
+
+def test_lr_warms_up_then_decays_with_progress():
+    cfg = TrainConfig(data="x", out="y", lr=1e-3, warmup=10)
+    assert lr_at(0, 0.0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, 0.0, cfg) == pytest.approx(1e-3)
+    assert lr_at(100, 0.5, cfg) == pytest.approx(1e-3 * (0.02 + 0.98 * 0.5))
+    assert lr_at(100, 1.0, cfg) == pytest.approx(2e-5)
+
+
+def test_train_requires_a_duration(tmp_path, rng):
+    data = write_yolo_dataset(tmp_path / "data", n_images=1, size=64, rng=rng, n_objects=1)
+    with pytest.raises(ValueError, match="--steps"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "o"), **TINY), on_message=lambda m: None)
