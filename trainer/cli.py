@@ -26,7 +26,8 @@ def parse_duration(text: str) -> float:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mito-train", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = TrainConfig(data="", out="")
-    p.add_argument("--data", required=True, help="folder of labelled images (COCO JSON, mask folders, label images, ImageJ ROIs or YOLO polygons)")
+    p.add_argument("--config", help="TOML recipe with any of the options below (keys as in model.json's training.config); command-line options override it")
+    p.add_argument("--data", help="folder of labelled images (COCO JSON, mask folders, label images, ImageJ ROIs or YOLO polygons)")
     p.add_argument("--format", default="auto", help="force the label format instead of detecting it (default: auto)")
     p.add_argument("--check-data", action="store_true", help="only read and validate the data; print a summary table and exit")
     p.add_argument("-o", "--out", help="output folder for model.safetensors, model.json, logs and checkpoints")
@@ -66,21 +67,48 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> TrainConfig:
+    """Defaults < recipe file (--config) < options given on the command line."""
     names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if args.config:
+        import tomllib
+
+        with open(args.config, "rb") as f:
+            recipe = tomllib.load(f)
+        TrainConfig.from_dict({"data": "", "out": "", **recipe})  # unknown keys are errors
+        given = _explicit_options(argv if argv is not None else sys.argv[1:])
+        values.update({k: v for k, v in recipe.items() if k not in given})
+    return TrainConfig(**values)
+
+
+def _explicit_options(argv: list[str]) -> set[str]:
+    """Destinations of the options written on the command line (so they beat the recipe)."""
+    parser = get_args_parser()
+    given = set()
+    for action in parser._actions:
+        if any(opt in argv or any(a.startswith(opt + "=") for a in argv) for opt in action.option_strings):
+            given.add(action.dest)
+    return given
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if not args.data and not args.config:
+        print("mito-train: error: --data (or a --config recipe with data) is required", file=sys.stderr)
+        return 2
     if args.check_data:
         from .check import check_data
 
         return check_data(args.data, args.format, args.input_pixel_size_nm)
-    if not args.out:
-        print("mito-train: error: -o/--out is required to train", file=sys.stderr)
+    try:
+        cfg = config_from_args(args, argv)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"mito-train: error: recipe {args.config}: {exc}", file=sys.stderr)
         return 2
-    cfg = config_from_args(args)
+    if not cfg.out or not cfg.data:
+        print("mito-train: error: -o/--out and --data are required to train (on the command line or in --config)", file=sys.stderr)
+        return 2
     from .progress import TrainProgress
     from .engine import train
 

@@ -1,0 +1,30 @@
+"""mito-train's command line: recipe files, precedence, clear errors."""
+import pytest
+
+from mitotally.trainer.cli import config_from_args, get_args_parser, main, parse_duration
+
+
+def test_recipe_values_apply_and_command_line_wins(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('data = "d"\nout = "o"\nlr = 0.001\nsteps = 50\nbackbone = "resnet34"\n')
+    argv = ["--config", str(recipe), "--lr", "0.002"]
+    cfg = config_from_args(get_args_parser().parse_args(argv), argv)
+    assert (cfg.data, cfg.out, cfg.steps, cfg.backbone) == ("d", "o", 50, "resnet34")
+    assert cfg.lr == 0.002
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path, capsys):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('data = "d"\nout = "o"\nlearning_rate = 0.1\n')
+    assert main(["--config", str(recipe)]) == 2
+    assert "learning_rate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("45m", 2700), ("2h", 7200), ("30s", 30)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_missing_data_is_a_clear_error(capsys):
+    assert main([]) == 2
+    assert "--data" in capsys.readouterr().err
