@@ -8,8 +8,10 @@ our clock), it decodes completely, and it has not changed while we read it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,5 +86,68 @@ class Settler:
         return min(w.since for w in self._watching.values()) + self.settle_s
 
 
-class StillChanging(Exception):
-    """The file changed while we read it: not complete yet (no attempt is spent)."""
+class Incomplete(Exception):
+    """The file is not a complete image (yet): the message says which end is missing."""
+
+
+_TAIL = 4096  # JPEG writers may leave a few bytes after the end-of-image marker
+
+
+def check_complete(path: Path) -> None:
+    """Cheap structural completeness: every TIFF page's data inside the file, PNG/JPEG end markers present.
+
+    Decoding catches most truncations, but not all: a truncated ImageJ stack
+    decodes as its first plane, so its page chain is checked here.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        _check_tiff(Path(path))
+    elif suffix == ".png":
+        if not _tail(path).endswith(b"IEND\xaeB`\x82"):
+            raise Incomplete("no PNG end chunk (IEND): file truncated or still being written")
+    elif suffix in (".jpg", ".jpeg"):
+        if b"\xff\xd9" not in _tail(path):
+            raise Incomplete("no JPEG end-of-image marker: file truncated or still being written")
+
+
+def _tail(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - _TAIL))
+        return f.read()
+
+
+class _Collect(logging.Handler):
+    """tifffile logs (rather than raises) broken page chains; collect this thread's messages."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread, self.messages = threading.get_ident(), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+def _check_tiff(path: Path) -> None:
+    import tifffile
+
+    size = os.path.getsize(path)
+    logger, collect = logging.getLogger("tifffile"), _Collect()
+    logger.addHandler(collect)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = list(tif.pages)
+            n_images = int((tif.imagej_metadata or {}).get("images", 1)) if tif.is_imagej else 1
+    except Exception as exc:  # tifffile raises several types for broken structure
+        raise Incomplete(f"TIFF structure unreadable: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    finally:
+        logger.removeHandler(collect)
+    if collect.messages:
+        raise Incomplete(f"TIFF structure broken: {collect.messages[0]}")
+    for i, page in enumerate(pages):
+        end = max((int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+        if end > size:
+            raise Incomplete(f"TIFF page {i} needs {end} bytes, file has {size}: truncated or still being written")
+    if len(pages) < n_images:
+        raise Incomplete(f"ImageJ stack declares {n_images} images, file holds {len(pages)}: truncated or still being written")

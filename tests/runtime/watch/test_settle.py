@@ -68,3 +68,36 @@ def test_file_sha256(tmp_path):
     data = os.urandom(3 << 20)
     f.write_bytes(data)
     assert file_sha256(f, chunk=1 << 16) == hashlib.sha256(data).hexdigest()
+
+
+def _truncations(data: bytes, cuts=(0.05, 0.5, 0.9, 0.999)):
+    return [data[: max(1, int(len(data) * c))] for c in cuts]
+
+
+@pytest.mark.parametrize("kind", ["imagej_stack", "ome_stack", "plain_zlib", "png", "jpeg"])
+def test_truncated_images_are_incomplete_and_whole_ones_pass(tmp_path, kind):
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from mitotally.runtime.watch.settle import Incomplete, check_complete
+
+    a = np.random.default_rng(0).integers(0, 255, (3, 96, 96), dtype=np.uint8)
+    suffix = ".png" if kind == "png" else ".jpg" if kind == "jpeg" else ".tif"
+    whole = tmp_path / (f"whole.ome{suffix}" if kind == "ome_stack" else f"whole{suffix}")
+    if kind == "imagej_stack":
+        tifffile.imwrite(whole, a, imagej=True)
+    elif kind == "ome_stack":
+        tifffile.imwrite(whole, a, photometric="minisblack", metadata={"axes": "ZYX"})
+        with tifffile.TiffFile(whole) as tif:
+            assert tif.is_ome
+    elif kind == "plain_zlib":
+        tifffile.imwrite(whole, a[0], compression="zlib")
+    else:
+        Image.fromarray(a[0]).save(whole)
+    check_complete(whole)
+    for i, part in enumerate(_truncations(whole.read_bytes())):
+        cut = tmp_path / f"cut{i}{suffix}"
+        cut.write_bytes(part)
+        with pytest.raises(Incomplete):
+            check_complete(cut)
