@@ -1,37 +1,163 @@
-"""PyTorch backend: the trunk and the heads in torchvision, CPU or CUDA."""
+"""PyTorch backend, split into a convolutional trunk and torchvision heads.
+
+The trunk (input normalisation + backbone + FPN + RPN head convolutions) is
+~90% of the FLOPs and has static shapes, so it is what ONNX Runtime and
+TensorRT run; the heads (anchors, proposal decoding, NMS, RoIAlign, box and
+mask heads) have data-dependent shapes and stay in torchvision code, FP32, for
+every backend. `Trunk` is what `mito-export` writes; `Heads` is what every
+backend calls on the trunk's outputs.
+"""
 from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import concat_box_prediction_layers
 
 from ..instances import Detections
+from .streams import CudaLane, Pipeline, padded_batches
+
+INPUT_NAME = "tiles"
+
+
+class Trunk(nn.Module):
+    """Normalised tiles (B, 1, T, T) -> FPN features, RPN objectness and box deltas per level."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.backbone = model.backbone
+        self.rpn_head = model.rpn.head
+        mean, std = model.transform.image_mean, model.transform.image_std
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.feature_names = tuple(_feature_names(model.backbone))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = (x - self.mean) / self.std
+        features = list(self.backbone(x).values())
+        objectness, deltas = self.rpn_head(features)
+        return (*features, *objectness, *deltas)
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the ONNX/TensorRT outputs, in `forward`'s order."""
+        levels = self.feature_names
+        return [f"feat_{n}" for n in levels] + [f"objectness_{n}" for n in levels] + [f"deltas_{n}" for n in levels]
+
+
+def _feature_names(backbone: nn.Module) -> list[str]:
+    """The FPN's level names (e.g. '0'..'3', 'pool'), read from a dry run: the RoI pooler keys on them."""
+    was_training = backbone.training
+    p = next(backbone.parameters())
+    with torch.inference_mode():
+        names = list(backbone.eval()(torch.zeros(1, p.shape[1] if p.ndim == 4 else 1, 64, 64, device=p.device)).keys())
+    backbone.train(was_training)
+    return names
+
+
+class Heads:
+    """torchvision's RPN post-processing and RoI heads on trunk outputs, in FP32 (decoding and NMS stay exact)."""
+
+    def __init__(self, model: nn.Module, feature_names: Sequence[str], tile: int):
+        self.rpn, self.roi_heads = model.rpn, model.roi_heads
+        self.feature_names, self.tile = tuple(feature_names), tile
+        self._anchors: dict[tuple, list[torch.Tensor]] = {}
+
+    def __call__(self, outputs: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """`outputs`: the trunk's outputs in `Trunk.output_names` order (any float dtype)."""
+        if self.rpn.training or self.roi_heads.training:
+            raise RuntimeError("Heads needs the model in eval mode (training-mode RPN/RoI heads expect targets)")
+        n = len(self.feature_names)
+        outputs = [o.float() for o in outputs]
+        features = OrderedDict(zip(self.feature_names, outputs[:n]))
+        objectness, deltas = outputs[n : 2 * n], outputs[2 * n : 3 * n]
+        b = outputs[0].shape[0]
+        images = ImageList(outputs[0].new_zeros(()).expand(b, 1, self.tile, self.tile), [(self.tile, self.tile)] * b)
+        anchors = self._anchors_for(images, outputs[:n])
+        per_level = [o[0].numel() for o in objectness]  # A*H*W, as in RegionProposalNetwork.forward
+        obj, dlt = concat_box_prediction_layers(objectness, deltas)
+        proposals = self.rpn.box_coder.decode(dlt, anchors).view(b, -1, 4)
+        boxes, _ = self.rpn.filter_proposals(proposals, obj, images.image_sizes, per_level)
+        results, _ = self.roi_heads(features, boxes, images.image_sizes)
+        return results
+
+    def _anchors_for(self, images: ImageList, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        key = (images.tensors.shape[0], features[0].device, tuple(tuple(f.shape[-2:]) for f in features))
+        if key not in self._anchors:  # static tiles: the anchors never change
+            self._anchors[key] = self.rpn.anchor_generator(images, features)
+        return self._anchors[key]
+
+
+def to_detections(results: list[dict[str, torch.Tensor]]) -> list[Detections]:
+    return [
+        Detections(r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(), r["masks"][:, 0].float().cpu().numpy())
+        for r in results
+    ]
 
 
 class TorchBackend:
+    """Trunk and heads in PyTorch; on CUDA, batches flow through a stream pipeline (optional FP16 trunk).
+
+    `infer` takes any number of tiles: they are cut into static batches of
+    `batch` (the last one padded) and, on CUDA, up to `streams` batches are in
+    flight so the copy and trunk of batch k+1 overlap the heads of batch k.
+    """
+
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, tile: int, batch: int = 1, device: str = "cpu", score_threshold: float = 0.05):
-        self.model = model.eval().to(device)
+    def __init__(
+        self,
+        model: nn.Module,
+        tile: int,
+        batch: int = 1,
+        device: str = "cpu",
+        score_threshold: float = 0.05,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        streams: int = 2,
+    ):
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+        self.device = torch.device(device)
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("fp16 needs a CUDA device (FP16 convolutions on CPU are slower, not faster)")
+        self.model = model.eval().to(self.device)
         self.model.roi_heads.score_thresh = score_threshold  # filter before the costly mask head
-        self.tile, self.batch, self.device = tile, batch, torch.device(device)
-        mean = torch.tensor(model.transform.image_mean, device=self.device).view(1, -1, 1, 1)
-        std = torch.tensor(model.transform.image_std, device=self.device).view(1, -1, 1, 1)
-        self._mean, self._std = mean, std
+        self.tile, self.batch, self.precision = tile, batch, precision
+        self.trunk = Trunk(self.model).to(self.device)
+        self.channels_last = channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.trunk.to(memory_format=torch.channels_last)
+        self.heads = Heads(self.model, self.trunk.feature_names, tile)
+        self._pipeline = None
+        if self.device.type == "cuda":
+            lanes = [CudaLane.create(batch, tile, self.device) for _ in range(max(1, streams))]
+            self._pipeline = Pipeline(lanes, self._submit, self._finish)
 
     @torch.inference_mode()
     def infer(self, tiles: np.ndarray) -> list[Detections]:
-        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))[:, None].to(self.device)
-        x = (x - self._mean) / self._std
-        images = ImageList(x, [tuple(x.shape[-2:])] * x.shape[0])
-        features = self.model.backbone(x)
-        proposals, _ = self.model.rpn(images, features)
-        results, _ = self.model.roi_heads(features, proposals, images.image_sizes)
-        return [
-            Detections(
-                r["boxes"].float().cpu().numpy(),
-                r["scores"].float().cpu().numpy(),
-                r["masks"][:, 0].float().cpu().numpy(),
-            )
-            for r in results
-        ]
+        jobs = padded_batches(tiles, self.batch)
+        if self._pipeline is not None:
+            return [d for dets in self._pipeline.map(jobs) for d in dets]
+        out: list[Detections] = []
+        for batch, n in jobs:
+            x = torch.from_numpy(batch)[:, None].to(self.device)
+            out.extend(to_detections(self.heads(self.trunk(x)))[:n])
+        return out
+
+    def _submit(self, lane: CudaLane, job: tuple[np.ndarray, int]):
+        batch, n = job
+        x = lane.upload(batch)
+        with torch.cuda.stream(lane.stream), torch.autocast("cuda", torch.float16, enabled=self.precision == "fp16"):
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return self.trunk(x), n
+
+    def _finish(self, lane: CudaLane, handle) -> list[Detections]:
+        outputs, n = handle
+        with torch.cuda.stream(lane.stream):
+            return to_detections(self.heads(outputs))[:n]

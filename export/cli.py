@@ -1,0 +1,151 @@
+"""`mito-export`: write, verify and record the ONNX trunk; with `--fp16`, build a TensorRT FP16 engine.
+
+Exit codes: 0 done; 1 verification failed (nothing written or recorded);
+2 bad arguments or model folder; 3 `--fp16` refused because TensorRT or a GPU
+is missing (the ONNX was still written, verified and recorded).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..runtime.manifest import MANIFEST, WEIGHTS, Manifest, atomic_write_bytes, load_model, weights_sha256
+from ..runtime.backends.tensorrt_backend import TensorRTUnavailable
+from .onnx_export import MIN_OPSET, ONNX_FILE, OnnxExport, export_trunk, onnx_bytes
+from .verify import Verification, VerifyImage, backend_agreement, load_images, synthetic_images, verify_export
+
+EXAMPLE = """example:
+  mito-export models/lucchi-r18                 # trunk.onnx (batch 1) for ONNX Runtime on CPU
+  mito-export models/lucchi-r18 --fp16 -o out/  # + TensorRT FP16 engine (batch 8), in a copy of the model folder
+"""
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mito-export",
+        description="Export the model's convolutional trunk to ONNX (verified against PyTorch) and, with --fp16, "
+        "build a TensorRT FP16 engine. The heads (NMS, RoIAlign, box and mask heads) stay in PyTorch.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model_dir", type=Path, help="model folder (model.json + model.safetensors)")
+    p.add_argument("--fp16", action="store_true", help="also build a TensorRT FP16 engine (needs TensorRT and an NVIDIA GPU)")
+    p.add_argument("--tile", type=int, default=None, help="tile size in model pixels (default: the manifest's tile)")
+    p.add_argument("--batch", type=int, default=None, help="static batch of tiles (default: 1, or 8 with --fp16)")
+    p.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset, >= {MIN_OPSET} (default {MIN_OPSET})")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="folder to write into (default: MODEL_DIR); a different folder becomes a full copy of the model")
+    p.add_argument("--images", type=Path, nargs="+", default=None,
+                   help="images (files or folders) for the end-to-end check (default: synthetic EM-like frames)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime during verification")
+    p.add_argument("--workspace-gib", type=float, default=4.0, help="TensorRT builder workspace limit in GiB (default 4)")
+    return p
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"mito-export: {message}", file=sys.stderr)
+    return code
+
+
+def _prepare_output(model_dir: Path, out_dir: Path) -> None:
+    """Make `out_dir` a model folder holding the same weights (copied), refusing one that holds other weights."""
+    if out_dir.resolve() == model_dir.resolve():
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / WEIGHTS).is_file():
+        if weights_sha256(out_dir) != weights_sha256(model_dir):
+            raise ValueError(f"{out_dir / WEIGHTS} holds other weights than {model_dir}; choose an empty folder")
+    else:
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".weights.", suffix=".tmp")
+        os.close(fd)
+        shutil.copyfile(model_dir / WEIGHTS, tmp)
+        os.replace(tmp, out_dir / WEIGHTS)
+    atomic_write_bytes(out_dir / MANIFEST, (model_dir / MANIFEST).read_bytes())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        model, manifest = load_model(args.model_dir)
+    except Exception as e:  # any reason the folder is unusable: one line, exit 2
+        return _fail(2, f"{args.model_dir}: cannot load the model: {e}")
+    tile = args.tile or manifest.tile
+    batch = args.batch or (8 if args.fp16 else 1)
+    if tile % 32 or tile <= manifest.overlap:
+        return _fail(2, f"--tile {tile} must be a multiple of 32 and larger than the model's overlap ({manifest.overlap})")
+    if batch < 1 or args.opset < MIN_OPSET:
+        return _fail(2, f"--batch must be >= 1 and --opset >= {MIN_OPSET}")
+    try:
+        images, source = (load_images(args.images), "files") if args.images else (synthetic_images(manifest), "synthetic")
+    except Exception as e:
+        return _fail(2, f"cannot read the verification images: {e}")
+    if not images:
+        return _fail(2, f"no images found in {', '.join(map(str, args.images))}")
+    out_dir = args.output or args.model_dir
+
+    from ..runtime.backends.torch_backend import Trunk
+
+    trunk = Trunk(model.eval().cpu())
+    data = onnx_bytes(trunk, tile, batch, args.opset)
+    print(f"trunk: {len(data) / 1e6:.1f} MB ONNX, tile {tile}, batch {batch}, opset {args.opset}; verifying on {len(images)} {source} image(s)")
+    check = verify_export(model, manifest, data, tile, batch, trunk.output_names, images, source, args.threads)
+    _report(check)
+    if not check.passed:
+        return _fail(1, f"verification failed, nothing written: {check.failure()}")
+    try:
+        _prepare_output(args.model_dir, out_dir)
+    except (OSError, ValueError) as e:
+        return _fail(2, str(e))
+    entry = export_trunk(model, out_dir, tile, batch, args.opset)
+    if entry.sha256 != hashlib.sha256(data).hexdigest():  # the exporter is deterministic; say so if it ever is not
+        return _fail(1, f"{out_dir / ONNX_FILE}: re-export differs from the verified graph; not recorded")
+    entry = OnnxExport(**{**entry.__dict__, "verification": check.to_dict()})
+    from .tensorrt_build import record_export
+
+    record_export(out_dir, "onnx", entry.to_dict())
+    print(f"wrote {out_dir / ONNX_FILE} and recorded it in {out_dir / MANIFEST}")
+    if not args.fp16:
+        return 0
+    return _build_engine(out_dir, entry, args.workspace_gib, model, manifest, images)
+
+
+def _build_engine(out_dir: Path, entry: OnnxExport, workspace_gib: float, model: torch.nn.Module, manifest: Manifest,
+                  images: list[VerifyImage]) -> int:
+    """Build and record the engine, then measure FP16 (TensorRT) against FP32 (PyTorch) instances on the GPU."""
+    from ..runtime.backends.tensorrt_backend import TensorRTBackend
+    from ..runtime.backends.torch_backend import TorchBackend
+    from .tensorrt_build import build_and_record, record_export
+
+    try:
+        engine = build_and_record(out_dir, out_dir / ONNX_FILE, entry.to_dict(), workspace_gib=workspace_gib)
+    except TensorRTUnavailable as e:
+        return _fail(3, f"--fp16 refused: {e}; {out_dir / ONNX_FILE} was written and verified")
+    print(f"wrote {out_dir / engine['file']} (TensorRT {engine['tensorrt_version']}, {engine['gpu_name']}, "
+          f"sm {engine['compute_capability']}, FP16) and recorded it in {out_dir / MANIFEST}")
+    fp32 = TorchBackend(model, entry.tile, entry.batch, "cuda", manifest.score_threshold)
+    fp16 = TensorRTBackend((out_dir / engine["file"]).read_bytes(), model, entry.tile, entry.batch, entry.outputs, "cuda",
+                           manifest.score_threshold)
+    f1, n32, n16 = backend_agreement(fp32, fp16, manifest, images)
+    record_export(out_dir, "tensorrt", {**engine, "fp16_vs_fp32": {"f1@0.5": f1, "instances_fp32": n32, "instances_fp16": n16}})
+    print(f"FP16 engine vs FP32 PyTorch: F1@0.5 {f1:.4f} (instances {n16} vs {n32})")
+    return 0
+
+
+def _report(check: Verification) -> None:
+    worst = max(check.trunk, key=lambda c: c.max_abs_error)
+    print(f"trunk parity (ONNX Runtime CPU vs PyTorch): {sum(c.ok for c in check.trunk)}/{len(check.trunk)} outputs within "
+          f"rtol 1e-3/atol 1e-5, max |err| {worst.max_abs_error:.2e} ({worst.name})")
+    print(f"end to end: F1@0.5 {check.f1:.4f} (instances: torch {check.instances_torch}, onnx {check.instances_onnx})")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

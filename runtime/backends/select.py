@@ -1,0 +1,146 @@
+"""Create a backend by name, or pick the fastest one available (`auto`) and say why.
+
+`auto` follows a fixed preference, from the measured ordering in
+BENCHMARKS.md: on CUDA, a TensorRT engine recorded by `mito-export --fp16`
+(rebuilt first when stale), else torch FP16 on CUDA streams; on CPU,
+ONNX Runtime when `trunk.onnx` was exported, else torch. Every candidate that
+was passed over is reported with its reason, so `run.json` can record it.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..manifest import Manifest, load_model
+from . import Backend
+from .torch_backend import TorchBackend
+
+BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
+log = logging.getLogger("mitotally")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here; the message is one line naming the cause."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    device: str | None = None  # None: cuda when available, else cpu
+    batch: int | None = None  # None: the export's batch (onnxruntime, tensorrt); 8 on CUDA, 1 on CPU for torch
+    threads: int | None = None  # ONNX Runtime intra-op threads (None: its default)
+    score_threshold: float | None = None  # None: the manifest's; detections below never reach the mask head
+    precision: str = "auto"  # torch on CUDA: auto = fp16 (decoding and NMS stay fp32); cpu is always fp32
+    streams: int = 2  # CUDA lanes kept in flight
+    cuda_graph: bool = False  # TensorRT: replay each lane's enqueue as a CUDA graph
+
+
+@dataclass(frozen=True)
+class Selection:
+    backend: Backend
+    reason: str
+    skipped: dict[str, str] = field(default_factory=dict)  # backend -> why it was not used
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def export_file(model_dir: Path, name: str, must_exist: bool = True) -> Path:
+    """A file named by the manifest; refused if the name would lead out of the model folder."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise BackendUnavailable(f"{Path(model_dir) / 'model.json'}: export file {name!r} must be a plain file name inside the model folder")
+    path = Path(model_dir) / name
+    if must_exist and not path.is_file():
+        raise BackendUnavailable(f"{path}: recorded in model.json but missing; run mito-export again")
+    return path
+
+
+def _onnx_entry(model_dir: Path, manifest: Manifest, opts: BackendOptions) -> dict:
+    entry = manifest.exports.get("onnx")
+    if not entry:
+        raise BackendUnavailable(f"{model_dir}: no ONNX export recorded; run `mito-export {model_dir}` first")
+    if opts.batch is not None and opts.batch != entry["batch"]:
+        raise BackendUnavailable(f"trunk.onnx was exported for batch {entry['batch']}, batch {opts.batch} was asked; re-export with --batch {opts.batch}")
+    return entry
+
+
+def make_backend(name: str, model_dir: Path, model: torch.nn.Module, manifest: Manifest, opts: BackendOptions) -> Backend:
+    """One named backend, or `BackendUnavailable` with the reason."""
+    device = opts.device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailable(f"device {device} asked but no CUDA GPU is visible")
+    score = manifest.score_threshold if opts.score_threshold is None else opts.score_threshold
+    if name == "torch":
+        on_cuda = device.startswith("cuda")
+        precision = ("fp16" if on_cuda else "fp32") if opts.precision == "auto" else opts.precision
+        batch = opts.batch or (8 if on_cuda else 1)
+        return TorchBackend(model, manifest.tile, batch, device, score, precision=precision, channels_last=on_cuda, streams=opts.streams)
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeUnavailable
+
+        entry = _onnx_entry(model_dir, manifest, opts)
+        try:
+            return OnnxRuntimeBackend(
+                export_file(model_dir, entry["file"]), model, entry["tile"], entry["batch"], entry["outputs"], device, score,
+                threads=opts.threads, cache_dir=Path(model_dir) / "ort_cache" if device.startswith("cuda") else None,
+            )
+        except OnnxRuntimeUnavailable as e:
+            raise BackendUnavailable(str(e)) from None
+    if name == "tensorrt":
+        return _tensorrt(model_dir, model, manifest, opts, device, score)
+    raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+
+
+def _tensorrt(model_dir: Path, model, manifest: Manifest, opts: BackendOptions, device: str, score: float) -> Backend:
+    from .tensorrt_backend import TensorRTBackend, TensorRTUnavailable, stale_reasons, tensorrt_environment
+
+    try:
+        env = tensorrt_environment(device)
+    except TensorRTUnavailable as e:
+        raise BackendUnavailable(str(e)) from None
+    onnx = _onnx_entry(model_dir, manifest, opts)
+    entry = manifest.exports.get("tensorrt")
+    if not entry:
+        raise BackendUnavailable(f"{model_dir}: no TensorRT engine recorded; run `mito-export --fp16 {model_dir}` first")
+    reasons = stale_reasons(entry, env, onnx["sha256"], onnx["tile"], onnx["batch"])
+    engine_path = export_file(model_dir, entry.get("file", ""), must_exist=False)
+    if not reasons and (not engine_path.is_file() or hashlib.sha256(engine_path.read_bytes()).hexdigest() != entry.get("sha256")):
+        reasons = [f"{engine_path.name} is missing or differs from the recorded sha256"]
+    if reasons:  # engines are tied to one GPU and TensorRT version: rebuild, never load a stale one
+        from ...export.tensorrt_build import build_and_record
+
+        log.warning("TensorRT engine is stale (%s); rebuilding it", "; ".join(reasons))
+        entry = build_and_record(Path(model_dir), export_file(model_dir, onnx["file"]), onnx, env)
+    engine = export_file(model_dir, entry["file"]).read_bytes()
+    return TensorRTBackend(engine, model, onnx["tile"], onnx["batch"], onnx["outputs"], device, score, streams=opts.streams, cuda_graph=opts.cuda_graph)
+
+
+def auto_order(device: str) -> tuple[str, ...]:
+    """Preference for `auto`: fastest first (see BENCHMARKS.md)."""
+    return ("tensorrt", "torch") if device.startswith("cuda") else ("onnxruntime", "torch")
+
+
+def select_backend(model_dir: Path, requested: str = "auto", opts: BackendOptions = BackendOptions(),
+                   model: torch.nn.Module | None = None, manifest: Manifest | None = None) -> Selection:
+    """The backend for `requested` (a name or `auto`), loading the model from `model_dir` unless given."""
+    if requested not in BACKEND_NAMES:
+        raise BackendUnavailable(f"unknown backend {requested!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    if model is None or manifest is None:
+        model, manifest = load_model(Path(model_dir))
+    if requested != "auto":
+        return Selection(make_backend(requested, model_dir, model, manifest, opts), f"{requested} (asked for)")
+    device = opts.device or default_device()
+    skipped: dict[str, str] = {}
+    for name in auto_order(device):
+        try:
+            backend = make_backend(name, model_dir, model, manifest, opts)
+        except BackendUnavailable as e:
+            skipped[name] = str(e)
+            continue
+        why = f"{name} on {device} (fastest available" + (f"; skipped {', '.join(skipped)})" if skipped else ")")
+        return Selection(backend, why, skipped)
+    raise BackendUnavailable("no backend could start: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))

@@ -1,0 +1,148 @@
+"""TensorRT backend: the exported trunk as a native engine, heads in torchvision on the same GPU.
+
+I/O buffers are torch CUDA tensors bound with `set_tensor_address`, and
+`execute_async_v3` runs on a torch CUDA stream: torch already owns the CUDA
+context, streams, events and pinned memory, so a second runtime (pycuda,
+cuda-python) would only add a context to keep in sync. Each lane of the stream
+pipeline has its own execution context and output buffers, so consecutive
+batches overlap; a lane's enqueue can optionally be captured once as a CUDA
+graph and replayed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..instances import Detections
+from .streams import CudaLane, Pipeline, padded_batches
+from .torch_backend import INPUT_NAME, Heads, to_detections
+
+
+class TensorRTUnavailable(RuntimeError):
+    """TensorRT or a CUDA GPU is missing: a one-line reason for the user."""
+
+
+@dataclass(frozen=True)
+class TrtEnvironment:
+    """What an engine is tied to: it must be rebuilt when any of this changes."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+
+
+def tensorrt_environment(device: str = "cuda") -> TrtEnvironment:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise TensorRTUnavailable("TensorRT is not installed (pip install 'tensorrt>=10' on a machine with an NVIDIA GPU)") from None
+    if not torch.cuda.is_available():
+        raise TensorRTUnavailable("no CUDA GPU is visible (torch.cuda.is_available() is False)")
+    props = torch.cuda.get_device_properties(torch.device(device))
+    return TrtEnvironment(trt.__version__, props.name, f"{props.major}.{props.minor}")
+
+
+def stale_reasons(entry: dict, env: TrtEnvironment, onnx_sha256: str, tile: int, batch: int) -> list[str]:
+    """Why a recorded engine cannot be loaded here (empty when it can): engines are not portable."""
+    expected = {
+        "tensorrt_version": env.tensorrt_version,
+        "gpu_name": env.gpu_name,
+        "compute_capability": env.compute_capability,
+        "onnx_sha256": onnx_sha256,
+        "tile": tile,
+        "batch": batch,
+    }
+    return [f"{key} {entry.get(key)!r} != {value!r}" for key, value in expected.items() if entry.get(key) != value]
+
+
+@dataclass
+class _TrtLane:
+    cuda: CudaLane
+    context: object  # tensorrt.IExecutionContext
+    outputs: list[torch.Tensor]
+    graph: "torch.cuda.CUDAGraph | None" = None
+
+    def enqueue(self) -> None:
+        with torch.cuda.stream(self.cuda.stream):
+            if self.graph is not None:
+                self.graph.replay()
+            elif not self.context.execute_async_v3(self.cuda.stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+
+
+class TensorRTBackend:
+    """A serialized engine for the trunk plus torchvision heads; `infer` takes any number of tiles."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        engine: bytes,
+        model: torch.nn.Module,
+        tile: int,
+        batch: int,
+        output_names: Sequence[str],
+        device: str = "cuda",
+        score_threshold: float = 0.05,
+        streams: int = 2,
+        cuda_graph: bool = False,
+    ):
+        import tensorrt as trt
+
+        self.device = torch.device(device)
+        self.tile, self.batch = tile, batch
+        self.model = model.eval().to(self.device)
+        self.model.roi_heads.score_thresh = score_threshold
+        self.output_names = list(output_names)
+        levels = [n.removeprefix("feat_") for n in self.output_names if n.startswith("feat_")]
+        self.heads = Heads(self.model, levels, tile)
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self._runtime.deserialize_cuda_engine(engine)
+        if self.engine is None:
+            raise RuntimeError("TensorRT could not deserialize the engine (built by another TensorRT version or GPU?)")
+        shape = tuple(self.engine.get_tensor_shape(INPUT_NAME))
+        if shape != (batch, 1, tile, tile):
+            raise ValueError(f"engine input {INPUT_NAME!r} has shape {shape}, expected {(batch, 1, tile, tile)}")
+        dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+        lanes = []
+        for _ in range(max(1, streams)):
+            cuda = CudaLane.create(batch, tile, self.device)
+            context = self.engine.create_execution_context()
+            context.set_tensor_address(INPUT_NAME, cuda.device_in.data_ptr())
+            outputs = []
+            for name in self.output_names:
+                out = torch.empty(tuple(self.engine.get_tensor_shape(name)), dtype=dtypes[self.engine.get_tensor_dtype(name)], device=self.device)
+                context.set_tensor_address(name, out.data_ptr())
+                outputs.append(out)
+            lane = _TrtLane(cuda, context, outputs)
+            if cuda_graph:
+                lane.graph = _capture(lane)
+            lanes.append(lane)
+        self._pipeline = Pipeline(lanes, self._submit, self._finish)
+
+    @torch.inference_mode()
+    def infer(self, tiles: np.ndarray) -> list[Detections]:
+        return [d for dets in self._pipeline.map(padded_batches(tiles, self.batch)) for d in dets]
+
+    def _submit(self, lane: _TrtLane, job: tuple[np.ndarray, int]) -> int:
+        block, n = job
+        lane.cuda.upload(block)
+        lane.enqueue()
+        return n
+
+    def _finish(self, lane: _TrtLane, n: int) -> list[Detections]:
+        with torch.cuda.stream(lane.cuda.stream):
+            return to_detections(self.heads(lane.outputs))[:n]
+
+
+def _capture(lane: _TrtLane) -> "torch.cuda.CUDAGraph":
+    """Record one enqueue as a CUDA graph (after a warm-up run, which TensorRT needs before capture)."""
+    lane.enqueue()
+    lane.cuda.stream.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=lane.cuda.stream):
+        lane.context.execute_async_v3(lane.cuda.stream.cuda_stream)
+    return graph
