@@ -1,36 +1,57 @@
 """Instance-segmentation metrics with the field's definitions.
 
-Matching follows StarDist's `matching_dataset`: pairs with IoU above a
-threshold (unique for thresholds >= 0.5), pooled over all images.
-accuracy = TP/(TP+FP+FN); mSA averages it over IoU 0.5:0.05:0.95;
-panoptic quality = sum(matched IoU) / (TP + FP/2 + FN/2).
-COCO mask AP comes from pycocotools with maxDets raised to 1000.
+Matching follows StarDist's `matching` / `matching_dataset` (by_image=False):
+per image, a one-to-one assignment (Hungarian, IoU as tie-breaker) keeps pairs
+with IoU >= threshold; TP/FP/FN and the summed IoU of matches are pooled over
+all images before any ratio is taken. As in StarDist, a ratio whose numerator
+TP is 0 is 0 (also for an empty ground truth with empty predictions).
+  precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN),
+  accuracy = TP/(TP+FP+FN); mSA = mean accuracy over IoU 0.5:0.05:0.95,
+  panoptic quality = sum(matched IoU) / (TP + FP/2 + FN/2).
+COCO mask AP comes from pycocotools, read from its precision array at the
+largest maxDets (>= 1000): `COCOeval.stats[0]` would silently use maxDets=100.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+import io
+from dataclasses import dataclass
 
 import numpy as np
 
-THRESHOLDS = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
+from ..runtime.instances import Instances
+
+THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.5, 0.951, 0.05), 2))
+MIN_MAX_DETS = 1000
+
+
+def _dense_ids(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0..N when ids are sparse or huge (so bincount stays small); order kept."""
+    top = int(labels.max()) if labels.size else 0
+    if top < 1 << 20:
+        return labels
+    _, inv = np.unique(labels, return_inverse=True)
+    return inv.reshape(labels.shape)
 
 
 def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IoU between every GT and predicted instance of two label images; also returns their areas."""
+    """IoU between every GT and predicted instance of two label images (ascending ids), and their areas."""
     if gt.shape != pred.shape:
         raise ValueError(f"label images differ in shape: GT {gt.shape} vs prediction {pred.shape}")
-    g = np.unique(gt, return_inverse=True)
-    p = np.unique(pred, return_inverse=True)
-    g_ids, g_inv = g[0], g[1].reshape(-1)
-    p_ids, p_inv = p[0], p[1].reshape(-1)
-    counts = np.bincount(g_inv * len(p_ids) + p_inv, minlength=len(g_ids) * len(p_ids)).reshape(len(g_ids), len(p_ids))
-    g_area, p_area = counts.sum(1), counts.sum(0)
-    gi = np.flatnonzero(g_ids != 0)
-    pi = np.flatnonzero(p_ids != 0)
-    inter = counts[np.ix_(gi, pi)].astype(np.float64)
-    union = g_area[gi, None] + p_area[None, pi] - inter
+    g, p = _dense_ids(np.asarray(gt)).ravel().astype(np.int64), _dense_ids(np.asarray(pred)).ravel().astype(np.int64)
+    g_count, p_count = np.bincount(g), np.bincount(p)
+    g_ids, p_ids = np.flatnonzero(g_count[1:]) + 1, np.flatnonzero(p_count[1:]) + 1
+    g_area, p_area = g_count[g_ids], p_count[p_ids]
+    both = (g > 0) & (p > 0)
+    g_index = np.zeros(len(g_count), np.int64)
+    g_index[g_ids] = np.arange(len(g_ids))
+    p_index = np.zeros(len(p_count), np.int64)
+    p_index[p_ids] = np.arange(len(p_ids))
+    pair = g_index[g[both]] * max(len(p_ids), 1) + p_index[p[both]]
+    inter = np.bincount(pair, minlength=len(g_ids) * len(p_ids)).reshape(len(g_ids), len(p_ids)).astype(np.float64)
+    union = g_area[:, None] + p_area[None, :] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return iou, g_area[gi], p_area[pi]
+    return iou, g_area, p_area
 
 
 @dataclass
@@ -45,18 +66,17 @@ def match_image(gt: np.ndarray, pred: np.ndarray) -> ImageMatch:
     return ImageMatch(iou, ga, pa)
 
 
-def _pairs(iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
-    """Matched (gt, pred) indices with IoU > thr; one-to-one is guaranteed for thr >= 0.5."""
-    if iou.size == 0:
+def match_pairs(iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Matched (gt, pred) indices with IoU >= thr, one-to-one, as StarDist assigns them."""
+    n_matched = min(iou.shape) if iou.ndim == 2 else 0
+    if n_matched == 0:
         return np.zeros(0, int), np.zeros(0, int)
-    if thr >= 0.5:
-        g, p = np.nonzero(iou > thr)
-        return g, p
     from scipy.optimize import linear_sum_assignment
 
-    cost = -(iou * (iou > thr))
+    # maximise the number of matches; among those, the summed IoU (StarDist's cost)
+    cost = -(iou >= thr).astype(float) - iou / (2 * n_matched)
     g, p = linear_sum_assignment(cost)
-    ok = iou[g, p] > thr
+    ok = iou[g, p] >= thr
     return g[ok], p[ok]
 
 
@@ -70,78 +90,125 @@ class MatchStats:
 
     @property
     def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+        return self.tp / (self.tp + self.fp) if self.tp > 0 else 0.0
 
     @property
     def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+        return self.tp / (self.tp + self.fn) if self.tp > 0 else 0.0
 
     @property
     def f1(self) -> float:
-        d = 2 * self.tp + self.fp + self.fn
-        return 2 * self.tp / d if d else 1.0
+        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp > 0 else 0.0
 
     @property
     def accuracy(self) -> float:
-        d = self.tp + self.fp + self.fn
-        return self.tp / d if d else 1.0
+        return self.tp / (self.tp + self.fp + self.fn) if self.tp > 0 else 0.0
+
+    @property
+    def mean_matched_iou(self) -> float:
+        return self.iou_sum / self.tp if self.tp > 0 else 0.0
 
     @property
     def panoptic_quality(self) -> float:
         d = self.tp + self.fp / 2 + self.fn / 2
-        return self.iou_sum / d if d else 1.0
+        return self.iou_sum / d if d > 0 else 0.0
+
+
+def image_stats(m: ImageMatch, thr: float) -> MatchStats:
+    g, p = match_pairs(m.iou, thr)
+    return MatchStats(thr, len(g), m.iou.shape[1] - len(p), m.iou.shape[0] - len(g), float(m.iou[g, p].sum()))
 
 
 def pooled_stats(matches: list[ImageMatch], thr: float) -> MatchStats:
-    tp = fp = fn = 0
-    iou_sum = 0.0
-    for m in matches:
-        g, p = _pairs(m.iou, thr)
-        tp += len(g)
-        fp += m.iou.shape[1] - len(p)
-        fn += m.iou.shape[0] - len(g)
-        iou_sum += float(m.iou[g, p].sum())
-    return MatchStats(thr, tp, fp, fn, iou_sum)
+    parts = [image_stats(m, thr) for m in matches]
+    return MatchStats(thr, sum(s.tp for s in parts), sum(s.fp for s in parts), sum(s.fn for s in parts), float(sum(s.iou_sum for s in parts)))
 
 
 def median_area_error(matches: list[ImageMatch], thr: float = 0.5) -> float:
-    """Median |pred - gt| / gt area over matched pairs (NaN when nothing matched)."""
+    """Median |pred - gt| / gt area over pairs matched at `thr` (NaN when nothing matched)."""
     errs = []
     for m in matches:
-        g, p = _pairs(m.iou, thr)
+        g, p = match_pairs(m.iou, thr)
         errs.extend(np.abs(m.pred_area[p] - m.gt_area[g]) / np.maximum(m.gt_area[g], 1))
     return float(np.median(errs)) if errs else float("nan")
 
 
-def coco_mask_ap(gts: list[np.ndarray], preds: list[tuple[list[np.ndarray], np.ndarray]]) -> dict[str, float]:
-    """COCO mask AP, AP50, AP75 (pycocotools, maxDets 1000, area range all).
-
-    `gts`: label images; `preds`: per image, full-size bool masks and scores.
-    """
+def rle_from_crop(offset: tuple[int, int], mask: np.ndarray, shape: tuple[int, int]) -> dict:
+    """Compressed COCO RLE of a mask crop placed at `offset` in an image of `shape`, without a full-size array."""
     from pycocotools import mask as mask_utils
+
+    H, W = shape
+    r, c = int(offset[0]), int(offset[1])
+    r0, c0 = max(r, 0), max(c, 0)
+    r1, c1 = min(r + mask.shape[0], H), min(c + mask.shape[1], W)
+    if r1 <= r0 or c1 <= c0:
+        counts = [H * W]
+    else:
+        cols = np.zeros((H, c1 - c0), np.uint8)
+        cols[r0:r1] = mask[r0 - r : r1 - r, c0 - c : c1 - c]
+        flat = cols.ravel(order="F")  # COCO runs go down columns
+        edges = np.flatnonzero(np.diff(flat)) + 1
+        runs = np.diff(np.concatenate([[0], edges, [len(flat)]])).tolist()
+        if flat[0]:
+            runs.insert(0, 0)
+        runs[0] += c0 * H
+        tail = (W - c1) * H
+        if len(runs) % 2 == 1:  # ends on a background run
+            runs[-1] += tail
+        elif tail:
+            runs.append(tail)
+        counts = runs
+    rle = mask_utils.frPyObjects({"counts": counts, "size": [H, W]}, H, W)
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def label_instances(labels: np.ndarray) -> Instances:
+    """Every id of a label image as an instance crop (score 1)."""
+    return Instances.from_label_image(_dense_ids(np.asarray(labels)).astype(np.int64))
+
+
+def _as_instances(pred) -> Instances:
+    """Accept Instances, or the older (list of full-size masks, scores) form."""
+    if isinstance(pred, Instances):
+        return pred
+    masks, scores = pred
+    offsets, crops = [], []
+    for m in masks:
+        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        if not len(rows):
+            offsets.append((0, 0))
+            crops.append(np.zeros((0, 0), bool))
+            continue
+        offsets.append((rows[0], cols[0]))
+        crops.append(m[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(bool))
+    return Instances(np.array(offsets, np.int64).reshape(-1, 2), crops, np.asarray(scores, np.float32))
+
+
+def coco_mask_ap(gts: list[np.ndarray], preds: list) -> dict[str, float]:
+    """COCO mask AP (IoU .50:.95), AP50, AP75 over all images, area range all, maxDets >= 1000.
+
+    `gts`: label images; `preds`: per image, `Instances` with scores (or the
+    older (full-size masks, scores) tuples). NaN when there is no GT instance.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
-    import contextlib
-    import io
 
     images, anns, dets = [], [], []
-    aid = 0
-    for img_id, (gt, (masks, scores)) in enumerate(zip(gts, preds), 1):
-        h, w = gt.shape
-        images.append({"id": img_id, "height": h, "width": w})
-        for lab in np.unique(gt):
-            if lab == 0:
-                continue
-            rle = mask_utils.encode(np.asfortranarray((gt == lab).astype(np.uint8)))
-            aid += 1
-            area = float(mask_utils.area(rle))
-            rle["counts"] = rle["counts"].decode()
-            anns.append({"id": aid, "image_id": img_id, "category_id": 1, "segmentation": rle, "area": area,
-                         "bbox": list(map(float, mask_utils.toBbox(rle))), "iscrowd": 0})
-        for m, s in zip(masks, scores):
-            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode()
-            dets.append({"image_id": img_id, "category_id": 1, "segmentation": rle, "score": float(s)})
+    max_dets = MIN_MAX_DETS
+    for img_id, (gt, pred) in enumerate(zip(gts, preds), 1):
+        shape = gt.shape
+        images.append({"id": img_id, "height": shape[0], "width": shape[1]})
+        g = label_instances(gt)
+        for off, m in zip(g.offsets, g.masks):
+            rle = rle_from_crop(off, m, shape)
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": 1, "segmentation": rle, "area": float(m.sum()),
+                         "bbox": [float(off[1]), float(off[0]), float(m.shape[1]), float(m.shape[0])], "iscrowd": 0})
+        inst = _as_instances(pred)
+        max_dets = max(max_dets, len(inst))
+        for off, m, s in zip(inst.offsets, inst.masks, inst.scores):
+            if m.size and m.any():
+                dets.append({"image_id": img_id, "category_id": 1, "segmentation": rle_from_crop(off, m, shape), "score": float(s)})
     if not anns:
         return {"mask_AP": float("nan"), "mask_AP50": float("nan"), "mask_AP75": float("nan")}
     if not dets:
@@ -150,44 +217,58 @@ def coco_mask_ap(gts: list[np.ndarray], preds: list[tuple[list[np.ndarray], np.n
         coco = COCO()
         coco.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "mitochondrion"}]}
         coco.createIndex()
-        cdt = coco.loadRes(dets)
-        ev = COCOeval(coco, cdt, "segm")
-        ev.params.maxDets = [1, 100, 1000]
+        ev = COCOeval(coco, coco.loadRes(dets), "segm")
+        ev.params.maxDets = [1, 100, max_dets]
         ev.evaluate()
         ev.accumulate()
-        ev.summarize()
-    # stats[0..2]: AP, AP50, AP75 at the last maxDets entry
-    return {"mask_AP": float(ev.stats[0]), "mask_AP50": float(ev.stats[1]), "mask_AP75": float(ev.stats[2])}
+    precision = ev.eval["precision"][:, :, 0, ev.params.areaRngLbl.index("all"), -1]  # [iou, recall] at the last maxDets
+
+    def ap(rows: np.ndarray) -> float:
+        valid = rows[rows > -1]
+        return float(valid.mean()) if valid.size else float("nan")
+
+    thr = np.asarray(ev.params.iouThrs)
+    return {"mask_AP": ap(precision), "mask_AP50": ap(precision[np.isclose(thr, 0.5)]), "mask_AP75": ap(precision[np.isclose(thr, 0.75)])}
 
 
 def foreground_iou(gts: list[np.ndarray], preds: list[np.ndarray]) -> float:
+    """Pixel IoU of foreground (any instance) pooled over images; 1.0 when both are empty everywhere."""
     inter = sum(int(((g > 0) & (p > 0)).sum()) for g, p in zip(gts, preds))
     union = sum(int(((g > 0) | (p > 0)).sum()) for g, p in zip(gts, preds))
     return inter / union if union else 1.0
 
 
-def evaluate(gts: list[np.ndarray], pred_labels: list[np.ndarray], pred_instances: list[tuple[list[np.ndarray], np.ndarray]] | None = None) -> dict:
-    """All metrics for paired GT / prediction label images (plus scored masks for AP when given)."""
-    matches = [match_image(g, p) for g, p in zip(gts, pred_labels)]
+def evaluate(gts: list[np.ndarray], pred_labels: list[np.ndarray], pred_instances: list | None = None, with_ap: bool = True,
+             matches: list[ImageMatch] | None = None) -> dict:
+    """All metrics for paired GT / prediction label images.
+
+    `pred_instances` (per image, scored `Instances`) feeds COCO AP; without it,
+    the label images' instances are used with equal scores (AP then depends
+    on their order: prefer scored predictions). `matches` skips recomputing
+    IoUs a caller already has.
+    """
+    if matches is None:
+        matches = [match_image(g, p) for g, p in zip(gts, pred_labels)]
     stats = {thr: pooled_stats(matches, thr) for thr in THRESHOLDS}
     s50, s75 = stats[0.5], stats[0.75]
+    counts = [int(m.iou.shape[1] - m.iou.shape[0]) for m in matches]
     out = {
         "images": len(gts),
         "gt_instances": int(sum(m.iou.shape[0] for m in matches)),
         "pred_instances": int(sum(m.iou.shape[1] for m in matches)),
+        "tp@0.5": s50.tp, "fp@0.5": s50.fp, "fn@0.5": s50.fn,
         "precision@0.5": s50.precision, "recall@0.5": s50.recall, "f1@0.5": s50.f1,
         "precision@0.75": s75.precision, "recall@0.75": s75.recall, "f1@0.75": s75.f1,
         "panoptic_quality@0.5": s50.panoptic_quality,
+        "mean_matched_iou@0.5": s50.mean_matched_iou,
         "mSA": float(np.mean([s.accuracy for s in stats.values()])),
         "foreground_iou": foreground_iou(gts, pred_labels),
         "median_area_error": median_area_error(matches),
-        "count_error": [int(m.iou.shape[1] - m.iou.shape[0]) for m in matches],
-        "mean_abs_count_error": float(np.mean([abs(m.iou.shape[1] - m.iou.shape[0]) for m in matches])) if matches else 0.0,
+        "count_error": counts,
+        "mean_abs_count_error": float(np.mean(np.abs(counts))) if counts else 0.0,
     }
-    if pred_instances is None:
-        pred_instances = []
-        for p in pred_labels:
-            ids = [i for i in np.unique(p) if i != 0]
-            pred_instances.append(([p == i for i in ids], np.ones(len(ids))))
-    out.update(coco_mask_ap(gts, pred_instances))
+    if with_ap:
+        if pred_instances is None:
+            pred_instances = [label_instances(p) for p in pred_labels]
+        out.update(coco_mask_ap(gts, pred_instances))
     return out

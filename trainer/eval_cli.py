@@ -1,0 +1,168 @@
+"""`mito-eval`: score predicted instance masks against ground truth with the field's metrics."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from .importers import FORMATS, DatasetError, read_dataset
+from .importers.predictions import PredictionError, open_predictions
+from .metrics import evaluate, image_stats, label_instances, match_image
+
+EXAMPLES = """
+examples:
+  mito-eval --gt ../shared/data/lucchi/train --pred runs/lucchi_pred/labels -o metrics.json
+  mito-eval --gt my_labels/ --pred out/predictions.json          # mito-run's COCO output (scores give a proper AP)
+  mito-eval --gt annotations/instances_val.json --pred results.json --score-threshold 0.5
+
+metrics: pooled over all images (StarDist matching_dataset): precision/recall/F1 at IoU 0.5 and 0.75,
+panoptic quality, mSA (mean accuracy TP/(TP+FP+FN) over IoU 0.5:0.05:0.95); COCO mask AP/AP50/AP75
+(pycocotools, maxDets >= 1000); foreground pixel IoU; per-image count error (pred - GT); median relative
+area error of pairs matched at IoU 0.5. A GT image without a prediction counts as all false negatives.
+"""
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mito-eval", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gt", required=True, help="ground truth: a labelled dataset folder in any mito-train format, or a COCO .json")
+    p.add_argument("--pred", required=True, help="predictions: a folder of label images (<stem>.tif/.png), a mito-run output folder, or a COCO predictions/results .json")
+    p.add_argument("-o", "--out", help="write all metrics and per-image rows to this JSON file")
+    p.add_argument("--gt-format", default="auto", choices=["auto", *FORMATS], help="force the ground-truth format (default: auto-detect)")
+    p.add_argument("--score-threshold", type=float, default=0.0,
+                   help="for COCO predictions: drop instances scoring below this before matching (AP always uses all); default 0 keeps every prediction given")
+    p.add_argument("--per-image", action="store_true", help="print the per-image table even for many images")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    return p
+
+
+def _gt_coco_ids(gt: Path) -> dict[int, str] | None:
+    """image id -> stem of a COCO ground truth, for prediction files that carry only ids."""
+    from .importers.coco import coco_files, load_coco_json
+
+    try:
+        files = coco_files(gt)
+    except OSError:
+        return None
+    if len(files) != 1:
+        return None
+    doc = load_coco_json(files[0])
+    return {im["id"]: Path(str(im["file_name"]).replace("\\", "/")).stem for im in doc["images"] if isinstance(im, dict) and "id" in im and "file_name" in im}
+
+
+def run_eval(gt: Path, pred: Path, gt_format: str = "auto", score_threshold: float = 0.0) -> dict:
+    """Everything `mito-eval` reports, as one JSON-ready dict. Raises DatasetError / PredictionError when an input is unusable."""
+    ds = read_dataset(gt, gt_format)
+    if not ds.items:
+        raise DatasetError(f"{gt}: no usable ground-truth images")
+    source = open_predictions(pred, _gt_coco_ids(Path(gt)) if ds.format == "coco" else None)
+    gts, labels, instances, matches, rows = [], [], [], [], []
+    for it in ds.items:
+        shape = it.labels.shape
+        status, notes = "ok", []
+        if it.name not in source.names:
+            status = "missing"
+            p_lab, p_inst = np.zeros(shape, np.int32), None
+        else:
+            try:
+                p = source.load(it.name, shape, score_threshold)
+                p_lab, p_inst, notes = p.labels, p.instances, p.notes
+            except PredictionError as exc:
+                status = f"error: {exc}"
+                p_lab, p_inst = np.zeros(shape, np.int32), None
+        gts.append(it.labels)
+        labels.append(p_lab)
+        instances.append(p_inst if p_inst is not None else label_instances(p_lab))
+        matches.append(match_image(it.labels, p_lab))
+        s = image_stats(matches[-1], 0.5)
+        rows.append({"image": it.name, "status": status, "gt": s.tp + s.fn, "pred": s.tp + s.fp, "count_error": s.fp - s.fn,
+                     "tp@0.5": s.tp, "fp@0.5": s.fp, "fn@0.5": s.fn, "f1@0.5": s.f1, "notes": notes})
+    metrics = evaluate(gts, labels, instances, matches=matches)
+    metrics.pop("count_error")  # the per-image rows carry it, next to the image name
+    gt_names = {it.name for it in ds.items}
+    return {
+        "gt": str(gt), "pred": str(pred), "gt_format": ds.format, "pred_kind": source.kind, "score_threshold": score_threshold,
+        "metrics": metrics,
+        "missing_predictions": [r["image"] for r in rows if r["status"] == "missing"],
+        "failed_predictions": {r["image"]: r["status"][7:] for r in rows if r["status"].startswith("error")},
+        "unmatched_predictions": sorted(source.names - gt_names),
+        "gt_skipped": [str(p) for p in ds.skipped],
+        "gt_warnings": len(ds.problems) - len(ds.skipped),
+        "per_image": rows,
+    }
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    return obj
+
+
+MAIN_ROWS = (("images", "{:d}"), ("gt_instances", "{:d}"), ("pred_instances", "{:d}"), ("precision@0.5", "{:.4f}"), ("recall@0.5", "{:.4f}"),
+             ("f1@0.5", "{:.4f}"), ("precision@0.75", "{:.4f}"), ("recall@0.75", "{:.4f}"), ("f1@0.75", "{:.4f}"),
+             ("panoptic_quality@0.5", "{:.4f}"), ("mSA", "{:.4f}"), ("mask_AP", "{:.4f}"), ("mask_AP50", "{:.4f}"), ("mask_AP75", "{:.4f}"),
+             ("foreground_iou", "{:.4f}"), ("mean_abs_count_error", "{:.2f}"), ("median_area_error", "{:.4f}"))
+
+
+def print_report(report: dict, console: Console, per_image: bool) -> None:
+    m = report["metrics"]
+    table = Table(title=f"mito-eval: {report['pred']} vs {report['gt']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, fmt in MAIN_ROWS:
+        v = m.get(key)
+        table.add_row(key, "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v))
+    console.print(table)
+    rows = report["per_image"]
+    if per_image or len(rows) <= 20:
+        t = Table(title="per image (IoU 0.5)")
+        for col in ("image", "gt", "pred", "count error", "TP", "FP", "FN", "F1", "status"):
+            t.add_column(col, justify="left" if col in ("image", "status") else "right")
+        for r in rows:
+            t.add_row(r["image"], str(r["gt"]), str(r["pred"]), f"{r['count_error']:+d}", str(r["tp@0.5"]), str(r["fp@0.5"]), str(r["fn@0.5"]),
+                      f"{r['f1@0.5']:.3f}", r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/]")
+        console.print(t)
+    if report["missing_predictions"]:
+        console.print(f"[yellow]warning[/]: {len(report['missing_predictions'])} GT image(s) have no prediction and count as all false negatives: "
+                      + ", ".join(report["missing_predictions"][:20]) + (" ..." if len(report["missing_predictions"]) > 20 else ""), highlight=False)
+    for name, err in report["failed_predictions"].items():
+        console.print(f"[red]error[/]: prediction for {name} unusable (counted as all false negatives): {err}", highlight=False)
+    if report["unmatched_predictions"]:
+        console.print(f"[yellow]warning[/]: {len(report['unmatched_predictions'])} prediction(s) match no GT image by stem (ignored): "
+                      + ", ".join(report["unmatched_predictions"][:20]), highlight=False)
+    for p in report["gt_skipped"]:
+        console.print(f"[yellow]warning[/]: ground truth not used: {p}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    console = Console(quiet=args.quiet)
+    try:
+        report = run_eval(Path(args.gt), Path(args.pred), args.gt_format, args.score_threshold)
+    except (DatasetError, PredictionError) as exc:
+        print(f"mito-eval: error: {exc}", file=sys.stderr)
+        return 2
+    print_report(report, console, args.per_image)
+    if args.out:
+        from ..runtime.manifest import atomic_write_bytes
+
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, json.dumps(_json_safe(report), indent=2).encode())
+        console.print(f"metrics written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
