@@ -12,8 +12,13 @@ from .backends import Backend
 from .instances import Instances
 from .normalize import PAD_VALUE
 from .paste import paste_detections
-from .stitch import merge_across_tiles, owned_by_core
+from .stitch import keep_in_tile, merge_across_tiles
 from .tiling import TileGrid
+
+# How far (as a fraction of the overlap) a box centre may sit outside a tile's core and still be kept:
+# two tiles see an object on a seam from different crops, so their boxes differ by a pixel or two;
+# without slack both could place the centre in the other's core and drop it. Duplicates are merged.
+CENTRE_MARGIN = 1 / 8
 
 
 def segment_scaled(
@@ -26,16 +31,26 @@ def segment_scaled(
     mask_threshold: float = 0.5,
     fill: float = PAD_VALUE,
 ) -> Instances:
+    """Instances of `scaled` (model pixels) on the `out_shape` grid; see `stitch` for the seam rule."""
     grid = TileGrid(scaled.shape, backend.tile, overlap)
     tiles = grid.tiles
+    margin = overlap * CENTRE_MARGIN
     parts: list[Instances] = []
+    windows: list[tuple[int, int, int, int]] = []
     for start in range(0, len(tiles), backend.batch):
         chunk = tiles[start : start + backend.batch]
         batch = np.stack([grid.crop(scaled, t, fill) for t in chunk])
         if len(chunk) < backend.batch:  # static batch: pad with blank tiles
             batch = np.concatenate([batch, np.full((backend.batch - len(chunk),) + batch.shape[1:], fill, batch.dtype)])
         for tile, det in zip(chunk, backend.infer(batch)):
-            keep = (det.scores >= score_threshold) & owned_by_core(det.boxes, (tile.row, tile.col), tile.core)
+            keep = (det.scores >= score_threshold) & keep_in_tile(det.boxes, tile, grid, margin)
             det = type(det)(det.boxes[keep], det.scores[keep], det.mask_probs[keep])
             parts.append(paste_detections(det, (tile.row, tile.col), factor, out_shape, mask_threshold))
-    return merge_across_tiles(parts)
+            windows.append(_output_window(grid.window(tile), factor, out_shape))
+    return merge_across_tiles(parts, windows=windows)
+
+
+def _output_window(window: tuple[int, int, int, int], factor: float, out_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A tile's window (model pixels) on the output grid."""
+    r0, c0, r1, c1 = (int(round(v * factor)) for v in window)
+    return r0, c0, min(r1, out_shape[0]), min(c1, out_shape[1])

@@ -2,14 +2,18 @@
 
 Tiles have a fixed size (static shapes for ONNX/TensorRT) and overlap by at
 least `overlap` pixels; an image smaller than a tile gets one padded tile.
-Each tile owns a *core*: the cores partition the image, with borders in the
-middle of each overlap. A detection belongs to the tile whose core holds the
-centre of its box, so an object no larger than the overlap is always seen
-whole by its owning tile.
+Tiles are spread evenly from the first to the last possible position, so the
+real overlap is at least `overlap` and no tile hangs past the image (only an
+image smaller than the tile is padded). Each tile owns a *core*: the cores
+partition the image, with borders in the middle of each overlap, so a core
+border is at least overlap/2 px from the edges of its tile. An object no
+larger than the overlap whose box centre lies in a core is therefore seen
+whole by that core's tile (the rule `stitch` builds on).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from math import ceil
 
 import numpy as np
@@ -43,16 +47,22 @@ class TileGrid:
     overlap: int
 
     def __post_init__(self) -> None:
+        if self.tile < 1 or min(self.shape) < 1:
+            raise ValueError(f"tile ({self.tile}) and image shape {self.shape} must be positive")
         if not 0 <= self.overlap < self.tile:
             raise ValueError(f"overlap ({self.overlap}) must be in [0, tile={self.tile})")
 
-    @property
+    @cached_property
     def tiles(self) -> list[Tile]:
         rs = _axis_starts(self.shape[0], self.tile, self.overlap)
         cs = _axis_starts(self.shape[1], self.tile, self.overlap)
         rcores = _axis_cores(rs, self.tile, self.shape[0])
         ccores = _axis_cores(cs, self.tile, self.shape[1])
         return [Tile(r, c, (rc[0], cc[0], rc[1], cc[1])) for r, rc in zip(rs, rcores) for c, cc in zip(cs, ccores)]
+
+    def window(self, tile: Tile) -> tuple[int, int, int, int]:
+        """The part of the image the tile sees: row0, col0, row1, col1 (end-exclusive), padding excluded."""
+        return tile.row, tile.col, min(tile.row + self.tile, self.shape[0]), min(tile.col + self.tile, self.shape[1])
 
     def crop(self, image: np.ndarray, tile: Tile, fill: float = 0.0) -> np.ndarray:
         """The tile's pixels, padded with `fill` where it runs past the image."""
