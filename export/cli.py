@@ -7,7 +7,7 @@ is missing (the ONNX was still written, verified and recorded).
 from __future__ import annotations
 
 import argparse
-import hashlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -16,9 +16,11 @@ from pathlib import Path
 
 import torch
 
+from ..runtime.backends.tensorrt_backend import TensorRTBackend, TensorRTUnavailable
+from ..runtime.backends.torch_backend import TorchBackend, Trunk
 from ..runtime.manifest import MANIFEST, WEIGHTS, Manifest, atomic_write_bytes, load_model, weights_sha256
-from ..runtime.backends.tensorrt_backend import TensorRTUnavailable
-from .onnx_export import MIN_OPSET, ONNX_FILE, OnnxExport, export_trunk, onnx_bytes
+from .onnx_export import MIN_OPSET, ONNX_FILE, OnnxExport, onnx_bytes, write_trunk
+from .tensorrt_build import build_and_record, record_export
 from .verify import Verification, VerifyImage, backend_agreement, load_images, synthetic_images, verify_export
 
 EXAMPLE = """example:
@@ -54,19 +56,28 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
-def _prepare_output(model_dir: Path, out_dir: Path) -> None:
-    """Make `out_dir` a model folder holding the same weights (copied), refusing one that holds other weights."""
-    if out_dir.resolve() == model_dir.resolve():
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / WEIGHTS).is_file():
+def _check_output(model_dir: Path, out_dir: Path) -> None:
+    """Refuse an output folder that holds other weights (checked before the slow verification)."""
+    if out_dir.resolve() != model_dir.resolve() and (out_dir / WEIGHTS).is_file():
         if weights_sha256(out_dir) != weights_sha256(model_dir):
             raise ValueError(f"{out_dir / WEIGHTS} holds other weights than {model_dir}; choose an empty folder")
-    else:
+
+
+def _prepare_output(model_dir: Path, out_dir: Path) -> None:
+    """Make `out_dir` a model folder with the same weights (copied atomically) and the source manifest."""
+    if out_dir.resolve() == model_dir.resolve():
+        return
+    _check_output(model_dir, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_dir / WEIGHTS).is_file():
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".weights.", suffix=".tmp")
         os.close(fd)
-        shutil.copyfile(model_dir / WEIGHTS, tmp)
-        os.replace(tmp, out_dir / WEIGHTS)
+        try:
+            shutil.copyfile(model_dir / WEIGHTS, tmp)
+            os.replace(tmp, out_dir / WEIGHTS)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     atomic_write_bytes(out_dir / MANIFEST, (model_dir / MANIFEST).read_bytes())
 
 
@@ -91,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         return _fail(2, f"no images found in {', '.join(map(str, args.images))}")
     out_dir = args.output or args.model_dir
-
-    from ..runtime.backends.torch_backend import Trunk
+    try:
+        _check_output(args.model_dir, out_dir)
+    except (OSError, ValueError) as e:
+        return _fail(2, str(e))
 
     trunk = Trunk(model.eval().cpu())
     data = onnx_bytes(trunk, tile, batch, args.opset)
@@ -103,15 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(1, f"verification failed, nothing written: {check.failure()}")
     try:
         _prepare_output(args.model_dir, out_dir)
+        entry = write_trunk(data, out_dir, tile, batch, args.opset, trunk.output_names)
+        entry = dataclasses.replace(entry, verification=check.to_dict())
+        record_export(out_dir, "onnx", entry.to_dict())
     except (OSError, ValueError) as e:
-        return _fail(2, str(e))
-    entry = export_trunk(model, out_dir, tile, batch, args.opset)
-    if entry.sha256 != hashlib.sha256(data).hexdigest():  # the exporter is deterministic; say so if it ever is not
-        return _fail(1, f"{out_dir / ONNX_FILE}: re-export differs from the verified graph; not recorded")
-    entry = OnnxExport(**{**entry.__dict__, "verification": check.to_dict()})
-    from .tensorrt_build import record_export
-
-    record_export(out_dir, "onnx", entry.to_dict())
+        return _fail(2, f"cannot write into {out_dir}: {e}")
     print(f"wrote {out_dir / ONNX_FILE} and recorded it in {out_dir / MANIFEST}")
     if not args.fp16:
         return 0
@@ -121,14 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 def _build_engine(out_dir: Path, entry: OnnxExport, workspace_gib: float, model: torch.nn.Module, manifest: Manifest,
                   images: list[VerifyImage]) -> int:
     """Build and record the engine, then measure FP16 (TensorRT) against FP32 (PyTorch) instances on the GPU."""
-    from ..runtime.backends.tensorrt_backend import TensorRTBackend
-    from ..runtime.backends.torch_backend import TorchBackend
-    from .tensorrt_build import build_and_record, record_export
-
     try:
         engine = build_and_record(out_dir, out_dir / ONNX_FILE, entry.to_dict(), workspace_gib=workspace_gib)
     except TensorRTUnavailable as e:
         return _fail(3, f"--fp16 refused: {e}; {out_dir / ONNX_FILE} was written and verified")
+    except RuntimeError as e:
+        return _fail(1, f"TensorRT engine build failed: {e}; {out_dir / ONNX_FILE} was written and verified")
     print(f"wrote {out_dir / engine['file']} (TensorRT {engine['tensorrt_version']}, {engine['gpu_name']}, "
           f"sm {engine['compute_capability']}, FP16) and recorded it in {out_dir / MANIFEST}")
     fp32 = TorchBackend(model, entry.tile, entry.batch, "cuda", manifest.score_threshold)

@@ -65,7 +65,11 @@ def onnx_bytes(trunk: Trunk, tile: int, batch: int, opset: int = MIN_OPSET) -> b
     dummy = torch.full((batch, 1, tile, tile), 0.5)
     buf = io.BytesIO()
     with warnings.catch_warnings():
+        # expected with a pinned TorchScript export of a static graph: the deprecation notice, and the
+        # tracer freezing GroupNorm's shape checks (shapes are static by design)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             trunk,
             (dummy,),
@@ -79,12 +83,9 @@ def onnx_bytes(trunk: Trunk, tile: int, batch: int, opset: int = MIN_OPSET) -> b
     return buf.getvalue()
 
 
-def export_trunk(model: torch.nn.Module, out_dir: Path, tile: int, batch: int, opset: int = MIN_OPSET) -> OnnxExport:
-    """Write `trunk.onnx` atomically into `out_dir`; returns its manifest entry (not yet verified)."""
-    trunk = Trunk(model.eval().cpu())
-    data = onnx_bytes(trunk, tile, batch, opset)
-    path = Path(out_dir) / ONNX_FILE
-    atomic_write_bytes(path, data)
+def write_trunk(data: bytes, out_dir: Path, tile: int, batch: int, opset: int, output_names: list[str]) -> OnnxExport:
+    """Write serialised trunk bytes as `trunk.onnx` atomically; returns its manifest entry (not yet verified)."""
+    atomic_write_bytes(Path(out_dir) / ONNX_FILE, data)
     return OnnxExport(
         file=ONNX_FILE,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -92,14 +93,13 @@ def export_trunk(model: torch.nn.Module, out_dir: Path, tile: int, batch: int, o
         batch=batch,
         opset=opset,
         input=INPUT_NAME,
-        outputs=tuple(trunk.output_names),
+        outputs=tuple(output_names),
         torch_version=torch.__version__,
         verification={},
     )
 
 
-def model_file(model_dir: Path, name: str) -> Path:
-    """A file named by the manifest, refused if the name would lead out of the model folder."""
-    if not name or Path(name).name != name or name in (".", ".."):
-        raise ValueError(f"{Path(model_dir) / 'model.json'}: export file name {name!r} must be a plain file name inside the model folder")
-    return Path(model_dir) / name
+def export_trunk(model: torch.nn.Module, out_dir: Path, tile: int, batch: int, opset: int = MIN_OPSET) -> OnnxExport:
+    """Export and write `trunk.onnx` into `out_dir` (no verification: `mito-export` verifies before writing)."""
+    trunk = Trunk(model.eval().cpu())
+    return write_trunk(onnx_bytes(trunk, tile, batch, opset), out_dir, tile, batch, opset, trunk.output_names)

@@ -1,0 +1,192 @@
+"""Backends: the trunk/heads split reproduces torchvision; ONNX Runtime gives the same instances as torch; selection."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import ellipse_labels, render_em_like  # noqa: E402
+
+from mitotally.export.onnx_export import export_trunk  # noqa: E402
+from mitotally.export.tensorrt_build import record_export  # noqa: E402
+from mitotally.export.verify import VerifyImage, backend_agreement, segment_image  # noqa: E402
+from mitotally.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeUnavailable, providers_for  # noqa: E402
+from mitotally.runtime.backends.select import (  # noqa: E402
+    BackendOptions,
+    BackendUnavailable,
+    auto_order,
+    export_file,
+    make_backend,
+    select_backend,
+)
+from mitotally.runtime.backends.tensorrt_backend import TrtEnvironment, stale_reasons  # noqa: E402
+from mitotally.runtime.backends.torch_backend import TorchBackend  # noqa: E402
+from mitotally.runtime.manifest import load_model  # noqa: E402
+
+
+@pytest.fixture
+def model_dir(tiny_model_dir, tmp_path) -> Path:
+    """The tiny random model with at most 20 detections per tile (fast pasting and stitching)."""
+    dst = tmp_path / "model"
+    dst.mkdir()
+    shutil.copyfile(tiny_model_dir / "model.safetensors", dst / "model.safetensors")
+    manifest = json.loads((tiny_model_dir / "model.json").read_text())
+    manifest["model"]["detections_per_img"] = 20
+    (dst / "model.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def _tiles(rng, n: int, tile: int = 128) -> np.ndarray:
+    imgs = [render_em_like(ellipse_labels((tile, tile), 6, rng, axes=(6, 16)), rng) for _ in range(n)]
+    return ((np.stack(imgs).astype(np.float32) - 40) / 150).astype(np.float32)
+
+
+def test_trunk_and_heads_reproduce_torchvision_forward(model_dir, rng):
+    """Split path == torchvision's own `model(images)` (no resize): same boxes, scores and pasted masks."""
+    model, manifest = load_model(model_dir)
+    tiles = _tiles(rng, 2)
+    backend = TorchBackend(model, manifest.tile, batch=2, score_threshold=0.05)
+    dets = backend.infer(tiles)
+    with torch.inference_mode():
+        ref = model([torch.from_numpy(t)[None] for t in tiles])
+    assert sum(len(d) for d in dets) > 0
+    for det, r in zip(dets, ref):
+        np.testing.assert_allclose(det.boxes, r["boxes"].numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(det.scores, r["scores"].numpy(), rtol=0, atol=1e-6)
+        pasted = paste_masks_in_image(torch.from_numpy(det.mask_probs)[:, None], torch.from_numpy(det.boxes), (128, 128))
+        np.testing.assert_allclose(pasted.numpy(), r["masks"].numpy(), atol=1e-5)
+
+
+def test_infer_takes_any_number_of_tiles(model_dir, rng):
+    """Tiles are cut into static batches and the padding is dropped: 3 tiles at batch 2 == one at a time."""
+    model, manifest = load_model(model_dir)
+    tiles = _tiles(rng, 3)
+    batched = TorchBackend(model, manifest.tile, batch=2, score_threshold=0.05).infer(tiles)
+    single = TorchBackend(model, manifest.tile, batch=1, score_threshold=0.05).infer(tiles)
+    assert len(batched) == len(single) == 3
+    for a, b in zip(batched, single):
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_onnxruntime_and_torch_give_the_same_instances(model_dir, rng):
+    """Backend equivalence on CPU on a synthetic image spanning several tiles (seams included)."""
+    model, manifest = load_model(model_dir)
+    entry = export_trunk(model, model_dir, manifest.tile, batch=2)
+    image = render_em_like(ellipse_labels((200, 230), 25, rng, axes=(6, 18)), rng)
+    im = VerifyImage("synthetic", image, manifest.pixel_size_nm)
+    torch_b = TorchBackend(model, manifest.tile, 2, "cpu", manifest.score_threshold)
+    onnx_b = OnnxRuntimeBackend(model_dir / entry.file, model, entry.tile, entry.batch, entry.outputs, "cpu", manifest.score_threshold, threads=1)
+    a, b = segment_image(torch_b, manifest, im), segment_image(onnx_b, manifest, im)
+    assert len(a) > 0 and len(a) == len(b)
+    f1, n_torch, n_onnx = backend_agreement(torch_b, onnx_b, manifest, [im])
+    assert f1 == 1.0 and n_torch == n_onnx == len(a)
+    np.testing.assert_allclose(np.sort(a.scores), np.sort(b.scores), atol=1e-4)
+
+
+def test_auto_picks_onnxruntime_on_cpu_once_exported(model_dir):
+    model, manifest = load_model(model_dir)
+    opts = BackendOptions(device="cpu", threads=1)
+    before = select_backend(model_dir, "auto", opts, model, manifest)
+    assert before.backend.name == "torch" and "no ONNX export" in before.skipped["onnxruntime"]
+    entry = export_trunk(model, model_dir, manifest.tile, batch=1)
+    record_export(model_dir, "onnx", entry.to_dict())
+    model, manifest = load_model(model_dir)
+    after = select_backend(model_dir, "auto", opts, model, manifest)
+    assert after.backend.name == "onnxruntime" and "onnxruntime" in after.reason and not after.skipped
+    # an explicit batch that the static export cannot serve is reported, never silently changed
+    mismatch = select_backend(model_dir, "auto", BackendOptions(device="cpu", batch=4), model, manifest)
+    assert mismatch.backend.name == "torch" and "--batch 4" in mismatch.skipped["onnxruntime"]
+    with pytest.raises(BackendUnavailable, match="batch 4"):
+        select_backend(model_dir, "onnxruntime", BackendOptions(device="cpu", batch=4), model, manifest)
+
+
+def test_tensorrt_unavailable_is_a_clear_refusal(model_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the refusal path is for machines without one")
+    model, manifest = load_model(model_dir)
+    with pytest.raises(BackendUnavailable, match="TensorRT|CUDA"):
+        make_backend("tensorrt", model_dir, model, manifest, BackendOptions())
+    with pytest.raises(BackendUnavailable, match="no CUDA GPU"):
+        make_backend("torch", model_dir, model, manifest, BackendOptions(device="cuda"))
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        select_backend(model_dir, "tpu", BackendOptions(), model, manifest)
+
+
+def test_export_files_never_leave_the_model_folder(tmp_path):
+    (tmp_path / "trunk.onnx").write_bytes(b"x")
+    assert export_file(tmp_path, "trunk.onnx") == tmp_path / "trunk.onnx"
+    for bad in ("../trunk.onnx", "/etc/passwd", "sub/trunk.onnx", "", ".."):
+        with pytest.raises(BackendUnavailable, match="plain file name"):
+            export_file(tmp_path, bad)
+    with pytest.raises(BackendUnavailable, match="missing"):
+        export_file(tmp_path, "other.onnx")
+
+
+def test_stale_engine_reasons():
+    env = TrtEnvironment("10.9.0", "NVIDIA H100 80GB HBM3", "9.0")
+    entry = {"tensorrt_version": "10.9.0", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
+             "onnx_sha256": "abc", "tile": 512, "batch": 8}
+    assert stale_reasons(entry, env, "abc", 512, 8) == []
+    other_gpu = TrtEnvironment("10.9.0", "NVIDIA A100-SXM4-40GB", "8.0")
+    reasons = stale_reasons(entry, other_gpu, "abc", 512, 8)
+    assert len(reasons) == 2 and any("gpu_name" in r for r in reasons) and any("compute_capability" in r for r in reasons)
+    assert any("tensorrt_version" in r for r in stale_reasons(entry, TrtEnvironment("11.0.0", env.gpu_name, "9.0"), "abc", 512, 8))
+    assert any("onnx_sha256" in r for r in stale_reasons(entry, env, "new-export", 512, 8))
+
+
+def test_onnxruntime_providers():
+    assert providers_for(torch.device("cpu"), ["CPUExecutionProvider"], True, None) == ["CPUExecutionProvider"]
+    gpu = providers_for(torch.device("cuda:1"), ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], True, Path("/c"))
+    assert [p[0] for p in gpu] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    assert gpu[0][1]["trt_fp16_enable"] and gpu[0][1]["trt_engine_cache_path"] == "/c" and gpu[0][1]["device_id"] == 1
+    with pytest.raises(OnnxRuntimeUnavailable, match="onnxruntime-gpu"):
+        providers_for(torch.device("cuda"), ["CPUExecutionProvider"], True, None)
+
+
+def test_auto_order():
+    assert auto_order("cuda")[0] == "tensorrt" and auto_order("cpu")[0] == "onnxruntime"
+    assert auto_order("cpu")[-1] == auto_order("cuda")[-1] == "torch"
+
+
+@pytest.mark.gpu
+def test_torch_cuda_fp16_streams_match_fp32(model_dir, rng):
+    """The CUDA stream pipeline with an FP16 channels_last trunk finds the instances FP32 finds."""
+    model, manifest = load_model(model_dir)
+    image = render_em_like(ellipse_labels((300, 300), 30, rng, axes=(6, 18)), rng)
+    im = VerifyImage("synthetic", image, manifest.pixel_size_nm)
+    fp32 = TorchBackend(model, manifest.tile, 2, "cuda", manifest.score_threshold, streams=1)
+    fp16 = TorchBackend(load_model(model_dir)[0], manifest.tile, 2, "cuda", manifest.score_threshold, precision="fp16", channels_last=True, streams=3)
+    f1, n32, n16 = backend_agreement(fp32, fp16, manifest, [im])
+    assert n32 > 0 and f1 >= 0.9
+
+
+@pytest.mark.gpu
+def test_tensorrt_backend_matches_torch(model_dir, rng):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    from mitotally.export.tensorrt_build import build_and_record
+    from mitotally.runtime.backends.tensorrt_backend import TensorRTBackend
+
+    model, manifest = load_model(model_dir)
+    onnx = export_trunk(model, model_dir, manifest.tile, batch=4)
+    record_export(model_dir, "onnx", onnx.to_dict())
+    entry = build_and_record(model_dir, model_dir / onnx.file, onnx.to_dict())
+    image = render_em_like(ellipse_labels((300, 300), 30, rng, axes=(6, 18)), rng)
+    im = VerifyImage("synthetic", image, manifest.pixel_size_nm)
+    ref = TorchBackend(model, manifest.tile, 4, "cuda", manifest.score_threshold)
+    for graph in (False, True):
+        trt_b = TensorRTBackend((model_dir / entry["file"]).read_bytes(), load_model(model_dir)[0], onnx.tile, onnx.batch,
+                                onnx.outputs, "cuda", manifest.score_threshold, streams=2, cuda_graph=graph)
+        f1, n_ref, n_trt = backend_agreement(ref, trt_b, manifest, [im])
+        assert n_ref > 0 and f1 >= 0.9
+    # selection loads the recorded engine (current) rather than rebuilding it
+    sel = select_backend(model_dir, "auto", BackendOptions(device="cuda"))
+    assert sel.backend.name == "tensorrt"
