@@ -40,6 +40,10 @@ __all__ = ["FORMATS", "FORMAT_HELP", "Dataset", "DatasetError", "LabelledImage",
 def detect_format(folder: Path) -> str:
     """The one format whose layout `folder` has; several or none is an error that says what to do."""
     folder = Path(folder)
+    if folder.is_file():
+        if is_coco(folder):
+            return "coco"
+        raise DatasetError(f"{folder}: not a COCO instance file (needs 'images' and 'annotations' lists)")
     found = [name for name, (probe, _) in FORMATS.items() if probe(folder)]
     if len(found) == 1:
         return found[0]

@@ -19,6 +19,7 @@ LABEL_SUFFIXES = ("_cp_masks", "_labels", "_label", "_masks", "_mask", "_instanc
 LABEL_DIR_NAMES = ("labels", "masks", "label", "mask", "gt", "ground_truth")
 LOSSLESS = (".tif", ".tiff", ".png")
 _LOSSY = (".jpg", ".jpeg")
+_MAX_DIRECT_ID = 1 << 22  # larger ids are renumbered 1..N (order kept) so per-id tables stay small
 
 
 class LabelReadError(Exception):
@@ -113,7 +114,7 @@ def to_instance_labels(arr: np.ndarray) -> tuple[np.ndarray, list[tuple[str, str
         raise LabelReadError(BAD_LABELS, "negative label values")
     ids = np.unique(arr)
     ids = ids[ids != 0]
-    if len(ids) and (ids[-1] > np.iinfo(np.int32).max or ids[-1] > 100 * len(ids) + 65535):
+    if len(ids) and ids[-1] > _MAX_DIRECT_ID:
         _, inv = np.unique(arr, return_inverse=True)  # sparse huge ids: renumber 1..N, order kept
         labels = inv.reshape(arr.shape).astype(np.int32)
     else:

@@ -4,14 +4,15 @@ Instances travel as `Region`s (a bool crop and its offset) so that a full
 4864x3704 frame with hundreds of mitochondria never holds hundreds of
 full-size masks. Polygon coordinates follow the pixel-edge convention shared
 by ImageJ, COCO and YOLO: pixel (r, c) covers [c, c+1) x [r, r+1), and a pixel
-belongs to a polygon when its centre lies inside.
+belongs to a polygon when its centre lies inside. A centre exactly on an edge
+is decided half-open (scanline rule), so a polygon with integer vertices
+covers as many pixels as its area.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.draw import polygon as draw_polygon
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,30 @@ def region_from_mask(mask: np.ndarray) -> Region | None:
     return Region((int(r0), int(c0)), np.ascontiguousarray(mask[r0:r1, c0:c1], dtype=bool))
 
 
-def _polygon_crop(xy: np.ndarray, r0: int, c0: int, h: int, w: int) -> np.ndarray:
+def _even_odd_crop(paths: list[np.ndarray], r0: int, c0: int, h: int, w: int) -> np.ndarray:
+    """Pixels of the crop whose centre is inside the paths (even-odd rule), by scanlines through pixel centres.
+
+    Edges are half-open in y, so a vertex on a scanline is counted once; this
+    is the textbook point-in-polygon test evaluated for a whole row at a time.
+    """
+    x0, y0, x1, y1 = [], [], [], []
+    for p in paths:
+        q = np.vstack([p, p[:1]])
+        x0.append(q[:-1, 0]), y0.append(q[:-1, 1]), x1.append(q[1:, 0]), y1.append(q[1:, 1])
+    x0, y0, x1, y1 = (np.concatenate(v) for v in (x0, y0, x1, y1))
     crop = np.zeros((h, w), bool)
-    rr, cc = draw_polygon(xy[:, 1] - 0.5 - r0, xy[:, 0] - 0.5 - c0, (h, w))
-    crop[rr, cc] = True
+    flat = y0 != y1
+    x0, y0, x1, y1 = x0[flat], y0[flat], x1[flat], y1[flat]
+    if not len(x0):
+        return crop
+    ys = (np.arange(r0, r0 + h) + 0.5)[:, None]
+    cross = ((y0 <= ys) & (ys < y1)) | ((y1 <= ys) & (ys < y0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xs = np.where(cross, x0 + (ys - y0) / (y1 - y0) * (x1 - x0), np.inf)
+    xs.sort(axis=1)
+    centres = np.arange(c0, c0 + w) + 0.5
+    for r in np.flatnonzero(cross.any(1)):
+        crop[r] = np.searchsorted(xs[r], centres, side="right") % 2 == 1
     return crop
 
 
@@ -64,9 +85,7 @@ def paths_region(paths: list[np.ndarray], shape: tuple[int, int]) -> Region | No
     if box is None:
         return None
     r0, c0, r1, c1 = box
-    crop = np.zeros((r1 - r0, c1 - c0), bool)
-    for p in paths:
-        crop ^= _polygon_crop(p, r0, c0, r1 - r0, c1 - c0)
+    crop = _even_odd_crop(paths, r0, c0, r1 - r0, c1 - c0)
     region = region_from_mask(crop)
     if region is None:
         return None
