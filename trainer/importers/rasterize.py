@@ -104,12 +104,13 @@ def paint_regions(regions: list[Region], shape: tuple[int, int]) -> Painted:
     """Paint instances largest first so that, where they overlap, the smaller instance keeps the pixels.
 
     Why smaller: a small mitochondrion drawn over a large one would otherwise
-    vanish; the large one only loses a sliver. Ties keep input order.
+    vanish; the large one only loses a sliver. Between equal areas the
+    instance listed first wins.
     """
     labels = np.zeros(shape, np.int32)
     seen = np.zeros(shape, bool)
     multi = np.zeros(shape, bool)
-    order = sorted(range(len(regions)), key=lambda k: -regions[k].area)
+    order = sorted(range(len(regions)), key=lambda k: (-regions[k].area, -k))
     for i in order:
         (r, c), m = regions[i].offset, regions[i].mask
         sl = (slice(r, r + m.shape[0]), slice(c, c + m.shape[1]))
