@@ -21,36 +21,69 @@ def read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
 
 
 def _pixel_size_nm(tif: tifffile.TiffFile, page) -> float | None:
-    from .image_io import unit_to_nm
+    """OME PhysicalSizeX first, then ImageJ's resolution + unit, then plain resolution tags.
 
+    Unusable metadata (non-numbers, zero or negative sizes, a zero denominator, broken XML) means
+    "unknown", never an unreadable image.
+    """
     if tif.is_ome and tif.ome_metadata:
-        import xml.etree.ElementTree as ET
-
-        try:
-            root = ET.fromstring(tif.ome_metadata)
-            for el in root.iter():
-                if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
-                    unit = el.attrib.get("PhysicalSizeXUnit", "µm")
-                    factor = unit_to_nm(unit)
-                    if factor:
-                        return float(el.attrib["PhysicalSizeX"]) * factor
-        except ET.ParseError:
-            pass
+        size = _ome_pixel_size_nm(tif.ome_metadata)
+        if size is not None:
+            return size
     xres = page.tags.get("XResolution")
     if xres is None:
         return None
-    num, den = xres.value
-    if num == 0:
+    try:
+        num, den = (float(v) for v in xres.value)
+        px_per_unit = num / den
+    except (TypeError, ValueError, ZeroDivisionError):
         return None
-    px_per_unit = num / den
+    if not (np.isfinite(px_per_unit) and px_per_unit > 0):
+        return None
     if tif.is_imagej:
-        unit = (tif.imagej_metadata or {}).get("unit", "")
-        factor = unit_to_nm(unit.encode("latin-1").decode("unicode_escape") if "\\u" in unit else unit)
-        return (1.0 / px_per_unit) * factor if factor else None
+        factor = _imagej_unit_nm((tif.imagej_metadata or {}).get("unit", ""))
+        return _positive(factor / px_per_unit) if factor else None
     resunit = page.tags.get("ResolutionUnit")
     unit = int(resunit.value) if resunit is not None else 2
     if unit == 3:  # centimetre
-        return 1e7 / px_per_unit
+        return _positive(1e7 / px_per_unit)
     if unit == 2 and px_per_unit > 1000:  # inch; small values are screen DPI, not a physical pixel size
-        return 2.54e7 / px_per_unit
+        return _positive(2.54e7 / px_per_unit)
     return None
+
+
+def _ome_pixel_size_nm(xml: str) -> float | None:
+    import xml.etree.ElementTree as ET
+
+    from .image_io import unit_to_nm
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
+            factor = unit_to_nm(el.attrib.get("PhysicalSizeXUnit", "µm"))  # OME's default unit is µm
+            try:
+                value = float(el.attrib["PhysicalSizeX"])
+            except ValueError:
+                return None
+            return _positive(value * factor) if factor else None
+    return None
+
+
+def _imagej_unit_nm(unit) -> float | None:
+    """ImageJ writes µ as the escape `\\u00B5`; other writers put the character itself."""
+    from .image_io import unit_to_nm
+
+    unit = str(unit)
+    if "\\u" in unit:
+        try:
+            unit = unit.encode("latin-1").decode("unicode_escape")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return None
+    return unit_to_nm(unit)
+
+
+def _positive(size: float) -> float | None:
+    return float(size) if np.isfinite(size) and size > 0 else None
