@@ -1,8 +1,11 @@
-"""TIFF pages and pixel size from ImageJ, OME or plain resolution tags.
+"""TIFF planes and pixel size from ImageJ, OME or plain resolution tags.
 
-A multi-page TIFF is read as its first page (a z-stack or time series is not
-segmented plane by plane: the first plane stands for the file, and a stack is
-reported as such by the caller if it needs to).
+A *stack* is a TIFF whose first series (tifffile's notion: pages of one shape
+and type) has more than one page: a z-stack, a time series or a plain
+multi-page file. Each page is one 2-D plane (gray, or RGB with its samples).
+Other series (thumbnails, previews, reduced-resolution levels) are ignored.
+`read_tiff` returns the first plane; `TiffPlanes` reads the planes one at a
+time so a stack never has to fit in memory.
 """
 from __future__ import annotations
 
@@ -13,11 +16,56 @@ import tifffile
 
 
 def read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        array = page.asarray()
-        pixel_size = _pixel_size_nm(tif, page)
-    return array, pixel_size
+    """The first plane of the first series and the file's pixel size (nm, None if unknown)."""
+    with TiffPlanes(path) as planes:
+        return planes.read(0), planes.pixel_size_nm
+
+
+class TiffPlanes:
+    """An open TIFF: its number of planes, pixel size, and one plane at a time on demand."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._tif = tifffile.TiffFile(self.path)
+        try:
+            self._series = self._tif.series[0]
+            self.n_planes = len(self._series.pages)
+            if self.n_planes == 0:
+                raise ValueError("TIFF has no image pages")
+            self.pixel_size_nm = _pixel_size_nm(self._tif, self._tif.pages[0])
+        except BaseException:
+            self._tif.close()
+            raise
+
+    def read(self, index: int) -> np.ndarray:
+        page = self._series.pages[index]
+        _check_not_truncated(page, self.path, index)
+        array = self._series.asarray(key=index) if self.n_planes > 1 else page.asarray()
+        axes = getattr(self._series.keyframe, "axes", "")
+        if array.ndim == 3 and axes.startswith("S"):  # planar RGB: samples first
+            array = np.moveaxis(array, 0, -1)
+        return array
+
+    def close(self) -> None:
+        self._tif.close()
+
+    def __enter__(self) -> "TiffPlanes":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_not_truncated(page, path: Path, index: int) -> None:
+    """tifffile can return zeros for strips past the end of a cut-off file: say so instead."""
+    offsets, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
+    if not len(offsets):
+        return
+    end = max(int(o) + int(c) for o, c in zip(offsets, counts))
+    size = path.stat().st_size
+    if end > size:
+        where = f"plane {index + 1}: " if index else ""
+        raise ValueError(f"truncated TIFF: {where}image data ends at byte {end} but the file has {size} bytes")
 
 
 def _pixel_size_nm(tif: tifffile.TiffFile, page) -> float | None:

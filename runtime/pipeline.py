@@ -1,0 +1,301 @@
+"""`mito-run`'s one way through the code: read -> scale -> tile -> infer -> stitch -> measure -> write.
+
+Only this module knows the order. Per input file (`process_file`):
+segment every plane (`Segmenter`), paint the instances into a label image
+(ids in reading order; where masks overlap the higher score wins), measure
+the label image (`measure`), and write `labels/<key>.tif`,
+`rois/<key>.zip`, `overlays/<key>.png` and finally `records/<key>.json`,
+each atomically. `run` does that for many inputs with decoding read ahead in
+worker threads, skips inputs whose record says they are done, and rebuilds
+the tables and `run.json` at the end (also when interrupted).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .image_io import ImageData, ImageReadError
+from .instances import Instances
+from .measure import measure_instances, summarize_image
+from .reader import Decoded, InputItem, decode, read_ahead
+from .results import FAILED, OK, ImageResult, failed
+from .segmenter import Segmenter
+from .writers import atomic_write_bytes
+from .writers.coco import annotations
+from .writers.labels import write_labels
+from .writers.overlay import render_overlay
+from .writers.rois import instance_rois, write_rois
+from .writers.run_info import write_run_json
+from .writers.tables import read_record, rebuild_tables, record_path, write_record
+
+STAGES = ("read", "scale", "infer", "stitch", "measure", "write")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on besides its inputs; written to run.json."""
+
+    model_dir: Path | None = None  # None: the model shipped in the package
+    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    pixel_size_nm: float | None = None  # overrides every file's metadata
+    batch: int | None = None  # tiles per inference call (None: the backend's default)
+    tile: int | None = None  # tile side in model pixels (None: the manifest's)
+    overwrite: bool = False  # redo inputs that already have a finished record
+    recursive: bool = False  # search subfolders of folder INPUTs
+    quiet: bool = False  # no progress bar or summary (errors and warnings still print)
+    read_ahead: int = 2  # inputs decoded ahead of inference (memory: this many decoded images)
+    read_workers: int = 2  # decoding threads
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    overlays: bool = True  # write overlays/<key>.png
+
+
+def output_paths(key: str, n_planes: int = 1) -> dict[str, list[str]]:
+    """Where the outputs of input `key` go, relative to the output folder."""
+    overlays = [f"overlays/{key}.png"] if n_planes <= 1 else [f"overlays/{key}.z{i + 1:04d}.png" for i in range(n_planes)]
+    return {"labels": [f"labels/{key}.tif"], "rois": [f"rois/{key}.zip"], "overlays": overlays, "record": [f"records/{key}.json"]}
+
+
+def _clean(value):
+    """NaN -> None so records are strict JSON and CSV cells are empty, not 'nan'."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _paint(instances: Instances, shape: tuple[int, int]) -> tuple[np.ndarray, Instances, np.ndarray]:
+    """Label image with ids 1..N in reading order (top-left first), the visible part of each id, and its scores."""
+    order = np.lexsort((instances.offsets[:, 1], instances.offsets[:, 0])) if len(instances) else np.zeros(0, np.int64)
+    ordered = instances[order] if len(instances) else instances
+    labels = ordered.to_label_image(shape)
+    visible = Instances.from_label_image(labels)
+    present = np.unique(labels)
+    present = present[present != 0]
+    if len(present) != len(ordered):  # an instance hidden under higher-scored ones: close the gap in ids
+        remap = np.zeros(int(labels.max()) + 1, labels.dtype)
+        remap[present] = np.arange(1, len(present) + 1, dtype=labels.dtype)
+        labels = remap[labels]
+    scores = ordered.scores[present - 1] if len(present) else np.zeros(0, np.float32)
+    return labels, visible, scores
+
+
+@dataclass
+class _Plane:
+    instances: Instances  # visible parts, ids 1..N
+    shape: tuple[int, int]
+    labels: np.ndarray | None  # kept for single-plane inputs; a stack's planes are repainted when written
+
+    def label_image(self) -> np.ndarray:
+        return self.labels if self.labels is not None else self.instances.to_label_image(self.shape)
+
+
+@dataclass
+class _Timer:
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.totals[stage] = self.totals.get(stage, 0.0) + seconds
+
+
+def resolve_pixel_size(image: ImageData, override_nm: float | None) -> tuple[float | None, str]:
+    """(pixel size for measurements, where it came from): the option, else the file, else unknown."""
+    if override_nm:
+        return override_nm, "option"
+    if image.pixel_size_nm:
+        return image.pixel_size_nm, "file"
+    return None, "unknown"
+
+
+def _segment_plane(decoded: Decoded, index: int, image: ImageData, segmenter: Segmenter, config: RunConfig,
+                   out_dir: Path, timer: _Timer, result: ImageResult) -> _Plane:
+    px, source = resolve_pixel_size(image, config.pixel_size_nm)
+    seg = segmenter.segment(image, px)
+    for stage, s in seg.timings.items():
+        timer.add(stage, s)
+    t0 = time.perf_counter()
+    shape = image.array.shape[:2]
+    labels, visible, scores = _paint(seg.instances, shape)
+    ids = np.arange(1, len(visible) + 1)
+    plane = index + 1
+    rows = measure_instances(labels, image.array, px, {int(i): float(s) for i, s in zip(ids, scores)})
+    summary = summarize_image(rows, shape, px)
+    result.object_rows += [{"image": decoded.item.key, "plane": plane, **{k: _clean(v) for k, v in r.items()}} for r in rows]
+    t1 = time.perf_counter()
+    timer.add("measure", t1 - t0)
+    anns = annotations(visible.offsets, visible.masks, ids, scores, shape)
+    result.annotations += [{**a, "plane": plane} for a in anns]
+    if config.overlays:
+        name = output_paths(decoded.item.key, decoded.n_planes)["overlays"][index]
+        atomic_write_bytes(out_dir / name, render_overlay(image.array, labels))
+        result.outputs.append(name)
+    if source == "unknown":
+        result.warnings.append(f"no pixel size in the file: areas are in px; scaling assumed "
+                               f"{seg.scaling_pixel_size_nm:g} nm per pixel (set --pixel-size)")
+    result.image_rows.append({
+        "image": decoded.item.key, "plane": plane, "status": OK, "error": "", "width": shape[1], "height": shape[0],
+        "pixel_size_nm": px, "pixel_size_source": source, "scaling_pixel_size_nm": seg.scaling_pixel_size_nm,
+        "path": str(decoded.item.path), **{k: _clean(v) for k, v in summary.items()},
+    })
+    timer.add("write", time.perf_counter() - t1)
+    return _Plane(visible, shape, labels if decoded.n_planes == 1 else None)
+
+
+def _source_info(path: Path, extra: dict | None) -> dict:
+    try:
+        st = path.stat()
+        info = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    except OSError:
+        info = {}
+    return {**info, **(extra or {})}
+
+
+def _remove_outputs(out_dir: Path, key: str, n_planes: int) -> None:
+    """Best effort: a failed input must not leave outputs from this or an earlier attempt behind."""
+    names = [n for k, v in output_paths(key, n_planes).items() if k != "record" for n in v]
+    for name in names:
+        try:
+            (out_dir / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def process_decoded(decoded: Decoded, segmenter: Segmenter, out_dir: Path, config: RunConfig,
+                    source: dict | None = None) -> ImageResult:
+    """Segment, measure and write every plane of one decoded input; always returns (and records) a result."""
+    out_dir = Path(out_dir)
+    key, path = decoded.item.key, decoded.item.path
+    timer = _Timer()
+    timer.add("read", decoded.read_s)
+    info = _source_info(path, source)
+    if decoded.error is not None:
+        return _finish(out_dir, failed(key, str(path), decoded.error, timer.totals, info), decoded)
+    result = ImageResult(key, str(path), source=info)
+    planes: list[_Plane] = []
+    try:
+        for index, (image, read_s) in enumerate(decoded.planes()):
+            if index:
+                timer.add("read", read_s)
+            planes.append(_segment_plane(decoded, index, image, segmenter, config, out_dir, timer, result))
+        t0 = time.perf_counter()
+        names = output_paths(key, decoded.n_planes)
+        max_id = max((len(p.instances) for p in planes), default=0)
+        pixel_size = result.image_rows[0]["pixel_size_nm"]
+        write_labels(out_dir / names["labels"][0], (p.label_image() for p in planes),
+                     planes[0].shape, len(planes), max_id, pixel_size)
+        rois = [r for i, p in enumerate(planes)
+                for r in instance_rois(p.instances.offsets, p.instances.masks, range(1, len(p.instances) + 1),
+                                       plane=i if len(planes) > 1 else None)]
+        write_rois(out_dir / names["rois"][0], rois)
+        result.outputs = names["labels"] + names["rois"] + result.outputs + names["record"]
+        result.planes = len(planes)
+        timer.add("write", time.perf_counter() - t0)
+    except ImageReadError as exc:
+        where = f"plane {len(planes) + 1}: " if decoded.n_planes > 1 else ""
+        result = failed(key, str(path), f"{where}{exc}", timer.totals, info)
+    except OSError as exc:
+        result = failed(key, str(path), f"cannot write outputs: {exc.strerror or exc}: {exc.filename or out_dir}", timer.totals, info)
+    except MemoryError:
+        result = failed(key, str(path), "not enough memory to process this image", timer.totals, info)
+    except Exception as exc:  # noqa: BLE001 - one bad input must not stop a run of thousands
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        result = failed(key, str(path), f"cannot process: {type(exc).__name__}: {text}", timer.totals, info)
+    result.timings = dict(timer.totals)
+    for row in result.image_rows:
+        row["time_s"] = round(sum(timer.totals.values()), 4)
+    return _finish(out_dir, result, decoded)
+
+
+def _finish(out_dir: Path, result: ImageResult, decoded: Decoded) -> ImageResult:
+    decoded.close()
+    if not result.ok:
+        _remove_outputs(out_dir, result.key, max(decoded.n_planes, 1))
+    try:
+        write_record(out_dir, result)
+    except OSError as exc:  # the output folder went away or filled up: report, keep going
+        result.status, result.error = FAILED, f"cannot write record: {exc.strerror or exc}: {exc.filename or out_dir}"
+        for row in result.image_rows:
+            row.update(status=FAILED, error=result.error)
+    return result
+
+
+def process_file(path: Path, segmenter: Segmenter, out_dir: Path, key: str, config: RunConfig | None = None,
+                 source: dict | None = None) -> ImageResult:
+    """Read, segment, measure and write one input file under `out_dir`, named by `key` (see `reader`).
+
+    Never raises for a bad input: the result (and `records/<key>.json`) says failed and why.
+    `source` adds caller keys (e.g. the watcher's sha256) to the record's `source`.
+    """
+    return process_decoded(decode(InputItem(Path(path), key)), segmenter, out_dir, config or RunConfig(), source)
+
+
+def write_failure(out_dir: Path, key: str, path: Path, error: str, source: dict | None = None) -> ImageResult:
+    """Record an input as failed without reading it (e.g. it changed while being processed)."""
+    result = failed(key, str(path), error, source=_source_info(Path(path), source))
+    _remove_outputs(Path(out_dir), key, 1)
+    write_record(out_dir, result)
+    return result
+
+
+def finished_result(out_dir: Path, key: str) -> ImageResult | None:
+    """The record of `key` if it finished successfully (then a rerun skips the input)."""
+    rec = read_record(out_dir, key)
+    return rec if rec is not None and rec.ok else None
+
+
+@dataclass
+class RunSummary:
+    results: list[ImageResult]
+    timings: dict[str, float]  # seconds per stage, summed over processed inputs
+    wall_s: float
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[ImageResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def n_objects(self) -> int:
+        return sum(r.n_objects for r in self.results)
+
+
+def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config: RunConfig,
+        on_result: Callable[[ImageResult], None] | None = None) -> RunSummary:
+    """Process `items` in order (finished ones skipped unless `overwrite`), then rebuild the tables."""
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    totals = dict.fromkeys(STAGES, 0.0)
+    results: list[ImageResult] = []
+    todo: list[InputItem] = []
+    for item in items:
+        done = None if config.overwrite else finished_result(out_dir, item.key)
+        if done is not None:
+            done.skipped = True
+            results.append(done)
+            if on_result:
+                on_result(done)
+        else:
+            todo.append(item)
+    interrupted = False
+    try:
+        for decoded in read_ahead(todo, depth=config.read_ahead, workers=config.read_workers):
+            result = process_decoded(decoded, segmenter, out_dir, config)
+            for k, v in result.timings.items():
+                totals[k] = totals.get(k, 0.0) + v
+            results.append(result)
+            if on_result:
+                on_result(result)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        rebuild_tables(out_dir)
+        summary = RunSummary(results, totals, time.perf_counter() - t0, interrupted)
+        write_run_json(out_dir, segmenter, config, summary)
+    return summary
+
+
+__all__ = ["RunConfig", "Segmenter", "process_file", "process_decoded", "rebuild_tables", "run", "RunSummary",
+           "write_failure", "finished_result", "output_paths", "record_path", "STAGES"]

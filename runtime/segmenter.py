@@ -1,0 +1,152 @@
+"""A loaded model that turns one 2-D image into instances at the image's full resolution.
+
+`Segmenter` loads the model once and runs, per image: normalise (the
+manifest's percentiles over the whole image) -> rescale to the model's pixel
+size (area interpolation) -> tile -> infer (backend) -> paste + stitch back at
+full input resolution (`segment.segment_scaled`). It times each stage.
+
+Shrinking is done in row strips straight from the decoded pixels, so a
+20000x20000 frame never exists as a full-size float copy; the result is the
+same as `rescale_image(normalize(image))`, the trainer's preprocessing.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .backends.select import BackendOptions, select_backend
+from .image_io import ImageData
+from .instances import Instances
+from .manifest import MANIFEST, Manifest, load_model, weights_sha256
+from .normalize import Normalization, normalize, percentile_limits
+from .scale import rescale_image, scaled_shape
+from .segment import segment_scaled
+
+
+class ModelNotFound(Exception):
+    """No model folder to run; the message says what to pass."""
+
+
+def shipped_models() -> list[Path]:
+    """Model folders (holding model.json) inside the installed `mitotally.models` package."""
+    root = Path(str(resources.files("mitotally.models")))
+    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))
+
+
+def default_model_dir() -> Path:
+    """The model shipped with the package: its only model folder, or the one named `default`."""
+    found = shipped_models()
+    if len(found) == 1:
+        return found[0]
+    named = [p for p in found if p.name == "default"]
+    if named:
+        return named[0]
+    root = Path(str(resources.files("mitotally.models")))
+    if not found:
+        raise ModelNotFound(f"no model is shipped yet in {root}: pass --model DIR (a folder with model.json and model.safetensors, as written by mito-train)")
+    raise ModelNotFound(f"several models in {root} ({', '.join(p.name for p in found)}): pass --model DIR")
+
+
+def prepare(image: np.ndarray, norm: Normalization, factor: float, block_rows: int = 256) -> np.ndarray:
+    """Normalised float32 gray at `factor` x the input's size; shrinking works in strips of output rows."""
+    gray_2d = image.ndim == 2
+    if gray_2d:
+        limits = percentile_limits(image, norm)
+    else:  # percentiles of the colour image's subsample, exactly the pixels `percentile_limits` would use
+        step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 1_000_000)))
+        limits = percentile_limits(image[::step, ::step], norm)
+    if factor >= 1 - 1e-6:
+        return rescale_image(normalize(image, norm, limits), factor)
+    H, W = image.shape[:2]
+    h, w = scaled_shape((H, W), factor)
+    out = np.empty((h, w), np.float32)
+    period = h // math.gcd(H, h)  # output rows after which the pooling bins repeat exactly
+    if period <= block_rows:  # aligned strips: pooling each strip is the same as pooling the whole image
+        step = block_rows // period * period
+        for o0 in range(0, h, step):
+            o1 = min(h, o0 + step)
+            strip = torch.from_numpy(normalize(image[o0 * H // h : -(-o1 * H // h)], norm, limits))
+            out[o0:o1] = F.adaptive_avg_pool2d(strip[None], (o1 - o0, w))[0].numpy()
+        return out
+    for o0 in range(0, h, block_rows):  # general ratio: pool along rows with explicit (overlapping) bins
+        o1 = min(h, o0 + block_rows)
+        idx = np.arange(o0, o1 + 1)
+        starts, ends = (idx[:-1] * H) // h, -((-(idx[1:] * H)) // h)  # torch adaptive pooling bins
+        i0, i1 = int(starts[0]), int(ends[-1])
+        strip = torch.from_numpy(normalize(image[i0:i1], norm, limits))
+        cols = F.adaptive_avg_pool1d(strip[None], w)[0].double()  # (rows, w): bins along each row
+        csum = torch.cat([cols.new_zeros(1, w), cols.cumsum(0)])
+        s, e = torch.from_numpy(starts - i0), torch.from_numpy(ends - i0)
+        out[o0:o1] = ((csum[e] - csum[s]) / (e - s)[:, None].double()).float().numpy()
+    return out
+
+
+class _TimedBackend:
+    """Wraps a backend to add up the seconds spent in `infer` (the rest of segmenting is stitching)."""
+
+    def __init__(self, backend):
+        self.inner, self.seconds = backend, 0.0
+        self.name, self.tile, self.batch = backend.name, backend.tile, backend.batch
+
+    def infer(self, tiles):
+        t0 = time.perf_counter()
+        try:
+            return self.inner.infer(tiles)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+@dataclass
+class Segmentation:
+    instances: Instances  # at the input's full resolution
+    scaling_pixel_size_nm: float  # the input pixel size used for rescaling
+    factor: float  # model pixels per input pixel
+    timings: dict[str, float]  # scale, infer, stitch (seconds)
+
+
+class Segmenter:
+    """The model, loaded once, and the backend that runs it; `segment` keeps no per-image state."""
+
+    def __init__(self, model_dir: Path | None = None, backend: str = "auto", device: str = "auto",
+                 batch: int | None = None, tile: int | None = None):
+        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        model, manifest = load_model(self.model_dir)
+        if tile is not None and tile != manifest.tile:
+            manifest = manifest.replace(tile=tile)
+        opts = BackendOptions(device=None if device == "auto" else device, batch=batch)
+        selection = select_backend(self.model_dir, backend, opts, model=model, manifest=manifest)
+        if tile is not None and selection.backend.tile != tile:
+            raise ValueError(f"backend {selection.backend.name} runs tiles of {selection.backend.tile} px fixed at export; "
+                             f"--tile {tile} needs --backend torch")
+        self.manifest: Manifest = manifest
+        self.backend = selection.backend
+        self.backend_reason = selection.reason
+        self.backend_skipped = dict(selection.skipped)
+        self.device = str(getattr(self.backend, "device", opts.device or "cpu"))
+        self.weights_sha256 = weights_sha256(self.model_dir)
+
+    def factor_for(self, pixel_size_nm: float | None) -> tuple[float, float]:
+        """(input pixel size used for scaling, factor): unknown sizes assume the manifest's default."""
+        px = pixel_size_nm or self.manifest.default_input_pixel_size_nm
+        return px, px / self.manifest.pixel_size_nm
+
+    def segment(self, image: ImageData, pixel_size_nm: float | None) -> Segmentation:
+        """Instances of one 2-D image (gray or RGB) at its full resolution."""
+        m = self.manifest
+        px, factor = self.factor_for(pixel_size_nm)
+        t0 = time.perf_counter()
+        scaled = prepare(image.array, m.normalization, factor)
+        t1 = time.perf_counter()
+        timed = _TimedBackend(self.backend)
+        shape = image.array.shape[:2]
+        instances = segment_scaled(timed, scaled, shape, 1.0 / factor, m.overlap, m.score_threshold, m.mask_threshold)
+        t2 = time.perf_counter()
+        timings = {"scale": t1 - t0, "infer": timed.seconds, "stitch": (t2 - t1) - timed.seconds}
+        return Segmentation(instances, px, factor, timings)

@@ -1,0 +1,43 @@
+"""Atomic file writing: a temp file in the target folder, fsync, then rename over the target.
+
+Readers (Fiji, Excel, a crashed run's rerun) never see half a file.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from ..manifest import atomic_write_bytes
+
+__all__ = ["atomic_open", "atomic_write_bytes", "temp_path"]
+
+
+@contextmanager
+def temp_path(path: Path) -> Iterator[Path]:
+    """A temp path next to `path` for libraries that want a file name; renamed to `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextmanager
+def atomic_open(path: Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """`open(path, mode)` that only replaces `path` when the block finishes without error."""
+    if mode not in ("w", "wb"):
+        raise ValueError("atomic_open writes whole files: mode must be 'w' or 'wb'")
+    with temp_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
