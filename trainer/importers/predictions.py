@@ -42,13 +42,11 @@ class LabelImagePredictions:
     def __init__(self, folder: Path):
         self.folder = folder
         files = [p for p in image_files(folder) if p.suffix.lower() in LOSSLESS]
+        stems = {p.stem for p in files}
         self.files: dict[str, Path] = {}
-        for p in files:
-            self.files.setdefault(p.stem, p)
-        for p in files:
+        for p in files:  # one key per file: `x_labels.tif` answers to `x` unless an `x.*` exists too
             base = label_stem(p)
-            if base and base not in self.files:
-                self.files[base] = p
+            self.files.setdefault(base if base and base not in stems else p.stem, p)
 
     @property
     def names(self) -> set[str]:
