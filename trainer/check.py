@@ -18,6 +18,7 @@ from rich.table import Table
 from .importers import Dataset, DatasetError, read_dataset
 
 MAX_LINES_PER_KIND = 100
+TINY_PX = 16  # instances this small are usually tracing slivers, not mitochondria
 _QUANTILES = (0, 5, 25, 50, 75, 95, 100)
 
 
@@ -94,13 +95,15 @@ def summary_table(s: DataSummary, title: str) -> Table:
         table.add_row("instances per image (min/median/max)", f"{min(c)} / {np.median(c):g} / {max(c)}")
     if s.instances:
         table.add_row("area px (min/5%/25%/median/75%/95%/max)", _q(s.areas_px, "{:.0f}"))
+        tiny = int((s.areas_px < TINY_PX).sum())
+        table.add_row(f"instances under {TINY_PX} px", f"[yellow]{tiny}[/]" if tiny else "0")
     if s.images_with_pixel_size:
         table.add_row("pixel size nm", ", ".join(f"{p:g}" for p in s.pixel_sizes_nm[:6]) + (" ..." if len(s.pixel_sizes_nm) > 6 else ""))
         if s.images_with_pixel_size < s.images_used:
             table.add_row("images without pixel size", f"{s.images_used - s.images_with_pixel_size} (not in the µm figures)")
         if len(s.areas_um2):
-            table.add_row("area µm² (min/5%/25%/median/75%/95%/max)", _q(s.areas_um2, "{:.4f}"))
-            table.add_row("equiv. diameter µm (same quantiles)", _q(s.diameters_nm / 1000, "{:.3f}"))
+            table.add_row("area µm² (min/5%/25%/median/75%/95%/max)", _q(s.areas_um2, "{:.3g}"))
+            table.add_row("equiv. diameter µm (same quantiles)", _q(s.diameters_nm / 1000, "{:.3g}"))
     else:
         table.add_row("area µm²", "unknown pixel size (files carry none; use --input-pixel-size)")
     table.add_row("problems", str(sum(s.problems_by_kind.values())))
