@@ -19,6 +19,9 @@ from .tiling import TileGrid
 # two tiles see an object on a seam from different crops, so their boxes differ by a pixel or two;
 # without slack both could place the centre in the other's core and drop it. Duplicates are merged.
 CENTRE_MARGIN = 1 / 8
+# A detection whose box ends this close (model px) to a seam-side tile edge counts as cut by it: a
+# real box regressor stops a pixel or two short of the edge for an object that runs past it.
+EDGE_TOLERANCE = 3.0
 
 
 def segment_scaled(
@@ -43,7 +46,7 @@ def segment_scaled(
         if len(chunk) < backend.batch:  # static batch: pad with blank tiles
             batch = np.concatenate([batch, np.full((backend.batch - len(chunk),) + batch.shape[1:], fill, batch.dtype)])
         for tile, det in zip(chunk, backend.infer(batch)):
-            keep = (det.scores >= score_threshold) & keep_in_tile(det.boxes, tile, grid, margin)
+            keep = (det.scores >= score_threshold) & keep_in_tile(det.boxes, tile, grid, margin, EDGE_TOLERANCE)
             det = type(det)(det.boxes[keep], det.scores[keep], det.mask_probs[keep])
             parts.append(paste_detections(det, (tile.row, tile.col), factor, out_shape, mask_threshold))
             windows.append(_output_window(grid.window(tile), factor, out_shape))
