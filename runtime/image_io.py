@@ -87,7 +87,7 @@ class _one_line_errors:
         return self
 
     def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or isinstance(exc, (ImageReadError, IndexError)) or not isinstance(exc, Exception):
+        if exc is None or isinstance(exc, ImageReadError) or not isinstance(exc, Exception):
             return False
         if isinstance(exc, FileNotFoundError):
             raise ImageReadError("file not found (deleted or moved)") from None

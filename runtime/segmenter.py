@@ -5,28 +5,21 @@ manifest's percentiles over the whole image) -> rescale to the model's pixel
 size (area interpolation) -> tile -> infer (backend) -> paste + stitch back at
 full input resolution (`segment.segment_scaled`). It times each stage.
 
-Shrinking is done in row strips straight from the decoded pixels, so a
-20000x20000 frame never exists as a full-size float copy; the result is the
-same as `rescale_image(normalize(image))`, the trainer's preprocessing.
+Normalising and rescaling happen together in row strips (`prepare`), so a
+20000x20000 frame never exists as a full-size float copy.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 from .backends.select import BackendOptions, select_backend
 from .image_io import ImageData
 from .instances import Instances
 from .manifest import MANIFEST, Manifest, load_model, weights_sha256
-from .normalize import Normalization, normalize, percentile_limits
-from .scale import rescale_image, scaled_shape
+from .prepare import prepare
 from .segment import segment_scaled
 
 
@@ -52,40 +45,6 @@ def default_model_dir() -> Path:
     if not found:
         raise ModelNotFound(f"no model is shipped yet in {root}: pass --model DIR (a folder with model.json and model.safetensors, as written by mito-train)")
     raise ModelNotFound(f"several models in {root} ({', '.join(p.name for p in found)}): pass --model DIR")
-
-
-def prepare(image: np.ndarray, norm: Normalization, factor: float, block_rows: int = 256) -> np.ndarray:
-    """Normalised float32 gray at `factor` x the input's size; shrinking works in strips of output rows."""
-    gray_2d = image.ndim == 2
-    if gray_2d:
-        limits = percentile_limits(image, norm)
-    else:  # percentiles of the colour image's subsample, exactly the pixels `percentile_limits` would use
-        step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 1_000_000)))
-        limits = percentile_limits(image[::step, ::step], norm)
-    if factor >= 1 - 1e-6:
-        return rescale_image(normalize(image, norm, limits), factor)
-    H, W = image.shape[:2]
-    h, w = scaled_shape((H, W), factor)
-    out = np.empty((h, w), np.float32)
-    period = h // math.gcd(H, h)  # output rows after which the pooling bins repeat exactly
-    if period <= block_rows:  # aligned strips: pooling each strip is the same as pooling the whole image
-        step = block_rows // period * period
-        for o0 in range(0, h, step):
-            o1 = min(h, o0 + step)
-            strip = torch.from_numpy(normalize(image[o0 * H // h : -(-o1 * H // h)], norm, limits))
-            out[o0:o1] = F.adaptive_avg_pool2d(strip[None], (o1 - o0, w))[0].numpy()
-        return out
-    for o0 in range(0, h, block_rows):  # general ratio: pool along rows with explicit (overlapping) bins
-        o1 = min(h, o0 + block_rows)
-        idx = np.arange(o0, o1 + 1)
-        starts, ends = (idx[:-1] * H) // h, -((-(idx[1:] * H)) // h)  # torch adaptive pooling bins
-        i0, i1 = int(starts[0]), int(ends[-1])
-        strip = torch.from_numpy(normalize(image[i0:i1], norm, limits))
-        cols = F.adaptive_avg_pool1d(strip[None], w)[0].double()  # (rows, w): bins along each row
-        csum = torch.cat([cols.new_zeros(1, w), cols.cumsum(0)])
-        s, e = torch.from_numpy(starts - i0), torch.from_numpy(ends - i0)
-        out[o0:o1] = ((csum[e] - csum[s]) / (e - s)[:, None].double()).float().numpy()
-    return out
 
 
 class _TimedBackend:

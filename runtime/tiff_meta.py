@@ -28,6 +28,8 @@ class TiffPlanes:
         self.path = Path(path)
         self._tif = tifffile.TiffFile(self.path)
         try:
+            if not self._tif.series:
+                raise ValueError("TIFF has no readable image (no valid page)")
             self._series = self._tif.series[0]
             self.n_planes = len(self._series.pages)
             if self.n_planes == 0:

@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
-from ..normalize import Normalization, normalize, to_gray
-from ..scale import rescale_image
+from ..normalize import Normalization
+from ..prepare import prepare
 
 MAX_SIDE = 1600
 
@@ -33,8 +33,8 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, max_side: int = MAX_SI
     h, w = labels.shape
     factor = min(1.0, max_side / max(h, w))
     step = 1.0 / factor
-    small = rescale_image(to_gray(image), factor) if factor < 1 else np.asarray(to_gray(image), np.float32)
-    gray = (np.clip(normalize(small, Normalization(0.5, 99.5)), 0, 1) * 255).astype(np.uint8)
+    small = prepare(image, Normalization(0.5, 99.5), factor)  # strips: no full-size float copy
+    gray = (np.clip(small, 0, 1) * 255).astype(np.uint8)
     rows = np.minimum((np.arange(gray.shape[0]) + 0.5) * step, h - 1).astype(np.int64)
     cols = np.minimum((np.arange(gray.shape[1]) + 0.5) * step, w - 1).astype(np.int64)
     small_labels = labels[np.ix_(rows, cols)]  # nearest-neighbour downscale keeps ids intact
