@@ -118,15 +118,14 @@ def _convex_contour(region) -> np.ndarray:
     return np.vstack(find_contours(padded, 0.5, fully_connected="high"))
 
 
-def _as_gray(intensity: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+def _check_intensity(intensity: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The input image as given (gray or HxWx3): no full-frame float copy, regionprops reads only crops."""
     if intensity is None:
         return None
     intensity = np.asarray(intensity)
-    if intensity.ndim == 3:  # RGB: the mean of the channels, like the model's gray input
-        intensity = intensity.mean(axis=-1)
-    if intensity.shape != shape:
+    if intensity.shape[:2] != shape or intensity.ndim not in (2, 3):
         raise ValueError(f"intensity image shape {intensity.shape} differs from label image shape {shape}")
-    return intensity.astype(np.float64, copy=False)
+    return intensity
 
 
 def measure_instances(
@@ -140,11 +139,11 @@ def measure_instances(
         raise ValueError(f"label image must be 2-D, got shape {labels.shape}")
     if labels.dtype == bool:
         labels = labels.astype(np.uint8)
-    gray = _as_gray(intensity, labels.shape)
+    image = _check_intensity(intensity, labels.shape)
     um = pixel_size_nm / 1000.0 if pixel_size_nm else None
     height, width = labels.shape
     rows = []
-    for region in regionprops(labels, intensity_image=gray):
+    for region in regionprops(labels, intensity_image=image):
         area = float(region.area)
         perimeter = float(region.perimeter_crofton)
         major, minor = float(region.axis_major_length), float(region.axis_minor_length)
@@ -168,7 +167,8 @@ def measure_instances(
             eccentricity=float(region.eccentricity),
             circularity=min(1.0, 4 * math.pi * area / perimeter**2) if perimeter > 0 else NAN,
             solidity=float(region.solidity),
-            mean_intensity=float(region.intensity_mean) if gray is not None else NAN,
+            # RGB: the mean of the channel means, i.e. the mean of the gray (channel-averaged) image
+            mean_intensity=float(np.mean(region.intensity_mean)) if image is not None else NAN,
             centroid_row_px=cy,
             centroid_col_px=cx,
             centroid_y_um=cy * um if um else NAN,
