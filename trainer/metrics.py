@@ -30,8 +30,8 @@ def _dense_ids(labels: np.ndarray) -> np.ndarray:
     top = int(labels.max()) if labels.size else 0
     if top < 1 << 20:
         return labels
-    _, inv = np.unique(labels, return_inverse=True)
-    return inv.reshape(labels.shape)
+    ids, inv = np.unique(labels, return_inverse=True)
+    return inv.reshape(labels.shape) + (0 if ids[0] == 0 else 1)  # 0 stays background; no 0 means no background
 
 
 def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,8 +164,16 @@ def rle_from_crop(offset: tuple[int, int], mask: np.ndarray, shape: tuple[int, i
 
 
 def label_instances(labels: np.ndarray) -> Instances:
-    """Every id of a label image as an instance crop (score 1)."""
-    return Instances.from_label_image(_dense_ids(np.asarray(labels)).astype(np.int64))
+    """Every id of a label image as an instance crop (score 1), ids ascending."""
+    from scipy import ndimage
+
+    labels = _dense_ids(np.asarray(labels))
+    offsets, masks = [], []
+    for k, sl in enumerate(ndimage.find_objects(labels) if labels.size and labels.max() > 0 else [], 1):
+        if sl is not None:
+            offsets.append((sl[0].start, sl[1].start))
+            masks.append(labels[sl] == k)
+    return Instances(np.array(offsets, np.int64).reshape(-1, 2), masks, np.ones(len(masks), np.float32))
 
 
 def _as_instances(pred) -> Instances:

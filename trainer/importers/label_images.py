@@ -112,8 +112,11 @@ def to_instance_labels(arr: np.ndarray) -> tuple[np.ndarray, list[tuple[str, str
         raise LabelReadError(BAD_LABELS, f"unsupported label dtype {arr.dtype}")
     if arr.size and arr.min() < 0:
         raise LabelReadError(BAD_LABELS, "negative label values")
-    ids = np.unique(arr)
-    ids = ids[ids != 0]
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and int(arr.max()) <= _MAX_DIRECT_ID:
+        ids = np.flatnonzero(np.bincount(arr.ravel().astype(np.int64))[1:]) + 1  # much faster than np.unique on a frame
+    else:
+        ids = np.unique(arr)
+        ids = ids[ids != 0]
     if len(ids) and ids[-1] > _MAX_DIRECT_ID:
         _, inv = np.unique(arr, return_inverse=True)  # sparse huge ids: renumber 1..N, order kept
         labels = inv.reshape(arr.shape).astype(np.int32)

@@ -57,7 +57,10 @@ class LabelledImage:
 
     @property
     def n_instances(self) -> int:
-        return int(len(np.unique(self.labels)) - (1 if (self.labels == 0).any() else 0))
+        lab = self.labels
+        if lab.size and lab.min() >= 0 and lab.max() < 1 << 22:
+            return int(np.count_nonzero(np.bincount(lab.ravel())[1:]))
+        return int(len(np.unique(lab)) - (1 if (lab == 0).any() else 0))
 
 
 @dataclass
