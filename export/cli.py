@@ -149,8 +149,9 @@ def _build_engine(out_dir: Path, entry: OnnxExport, workspace_gib: float, model:
 
 def _report(check: Verification) -> None:
     worst = max(check.trunk, key=lambda c: c.max_abs_error)
-    print(f"trunk parity (ONNX Runtime CPU vs PyTorch): {sum(c.ok for c in check.trunk)}/{len(check.trunk)} outputs within "
-          f"rtol 1e-3/atol 1e-5, max |err| {worst.max_abs_error:.2e} ({worst.name})")
+    torch32 = max(c.max_abs_error for c in check.torch_fp32)
+    print(f"trunk parity (ONNX Runtime CPU vs PyTorch float64 reference): {sum(c.ok for c in check.trunk)}/{len(check.trunk)} "
+          f"outputs within rtol 1e-3/atol 1e-5, max |err| {worst.max_abs_error:.2e} ({worst.name}; PyTorch FP32: {torch32:.2e})")
     print(f"end to end: F1@0.5 {check.f1:.4f} (instances: torch {check.instances_torch}, onnx {check.instances_onnx})")
 
 

@@ -2,12 +2,18 @@
 
 1. Trunk parity: ONNX Runtime (CPU) vs PyTorch on real tiles, every output
    within rtol 1e-3 / atol 1e-5 (torchvision's own ONNX test tolerance).
+   The PyTorch reference runs the same weights in float64: two FP32
+   implementations each carry ~1.5e-5 of rounding on FPN features of
+   magnitude ~5, so FP32-vs-FP32 adds both and fails atol 1e-5 on a handful
+   of near-zero values, while each is within tolerance of the exact result.
+   The FP32 PyTorch trunk's own distance to the reference is reported too.
 2. End to end: whole images through tiling, heads, pasting and stitching with
    the ONNX trunk vs the PyTorch trunk; instances must agree at F1@0.5 >= 0.99
    (StarDist-style matching from `trainer.metrics`).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -129,7 +135,8 @@ def f1_between(reference: Sequence[Instances], other: Sequence[Instances], shape
 
 @dataclass
 class Verification:
-    trunk: list[OutputCheck]
+    trunk: list[OutputCheck]  # ONNX Runtime FP32 vs the float64 PyTorch reference
+    torch_fp32: list[OutputCheck]  # PyTorch FP32 vs the same reference, for scale
     f1: float
     instances_torch: int
     instances_onnx: int
@@ -152,7 +159,9 @@ class Verification:
             "passed": self.passed,
             "rtol": RTOL,
             "atol": ATOL,
+            "reference": "pytorch float64",
             "trunk": [asdict(c) for c in self.trunk],
+            "torch_fp32_max_abs_error": max((c.max_abs_error for c in self.torch_fp32), default=0.0),
             "end_to_end": {"f1@0.5": self.f1, "min_f1": MIN_F1, "instances_torch": self.instances_torch,
                            "instances_onnx": self.instances_onnx, "images": self.images, "source": self.source},
         }
@@ -166,7 +175,9 @@ def verify_export(model: torch.nn.Module, manifest: Manifest, onnx: bytes, tile:
 
     model = model.eval().cpu()
     tiles = first_tiles(images[0], manifest, tile, batch)
-    expected = [o.numpy() for o in Trunk(model)(torch.from_numpy(tiles)[:, None])]
+    x = torch.from_numpy(tiles)[:, None]
+    expected = [o.numpy() for o in copy.deepcopy(Trunk(model)).double()(x.double())]
+    fp32 = compare_outputs(output_names, expected, [o.numpy() for o in Trunk(model)(x)])
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
@@ -177,7 +188,7 @@ def verify_export(model: torch.nn.Module, manifest: Manifest, onnx: bytes, tile:
     torch_backend = TorchBackend(model, tile, batch, "cpu", manifest.score_threshold)
     onnx_backend = OnnxRuntimeBackend(onnx, model, tile, batch, output_names, "cpu", manifest.score_threshold, threads=threads)
     f1, n_ref, n_onnx = backend_agreement(torch_backend, onnx_backend, manifest, images)
-    return Verification(trunk, f1, n_ref, n_onnx, [im.name for im in images], source)
+    return Verification(trunk, fp32, f1, n_ref, n_onnx, [im.name for im in images], source)
 
 
 def backend_agreement(reference: Backend, other: Backend, manifest: Manifest, images: Sequence[VerifyImage]) -> tuple[float, int, int]:

@@ -54,7 +54,7 @@ def _feature_names(backbone: nn.Module) -> list[str]:
     was_training = backbone.training
     p = next(backbone.parameters())
     with torch.inference_mode():
-        names = list(backbone.eval()(torch.zeros(1, p.shape[1] if p.ndim == 4 else 1, 64, 64, device=p.device)).keys())
+        names = list(backbone.eval()(torch.zeros(1, p.shape[1] if p.ndim == 4 else 1, 64, 64, device=p.device, dtype=p.dtype)).keys())
     backbone.train(was_training)
     return names
 

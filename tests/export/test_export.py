@@ -43,10 +43,32 @@ def test_trunk_onnx_is_static_named_and_matches_pytorch(fast_model_dir, tmp_path
     assert entry.sha256 == hashlib.sha256((tmp_path / entry.file).read_bytes()).hexdigest()
 
     tiles = first_tiles(synthetic_images(manifest, n=1)[0], manifest, manifest.tile, 2)
-    with torch.inference_mode():
-        expected = [o.numpy() for o in Trunk(model)(torch.from_numpy(tiles)[:, None])]
+    with torch.inference_mode():  # float64 reference: see export/verify.py for why not FP32
+        expected = [o.numpy() for o in Trunk(model).double()(torch.from_numpy(tiles)[:, None].double())]
     checks = compare_outputs(entry.outputs, expected, _onnx_outputs((tmp_path / entry.file).read_bytes(), tiles))
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+def test_fp16_exact_weights_are_stored_as_fp16_losslessly(fast_model_dir):
+    """Weights saved as FP16 are exact in FP16: the trunk file halves and its outputs do not change at all."""
+    model, manifest = load_model(fast_model_dir)
+    full = onnx_bytes(Trunk(model), manifest.tile, 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    half = onnx_bytes(Trunk(model), manifest.tile, 1)
+    assert len(half) < 0.6 * len(full)
+    graph = onnx.load_from_string(half)
+    onnx.checker.check_model(graph)
+    assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.graph.initializer) > 10
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in graph.graph.output)
+    tiles = first_tiles(synthetic_images(manifest, n=1)[0], manifest, manifest.tile, 1)
+    with torch.inference_mode():
+        expected = [o.numpy() for o in Trunk(model)(torch.from_numpy(tiles)[:, None])]
+    got = _onnx_outputs(half, tiles)
+    assert all(np.abs(a - b).max() < 1e-4 for a, b in zip(expected, got))
+    # weights that FP16 cannot hold exactly are left in FP32 (the file is the plain export)
+    assert len(full) > 0.9 * len(onnx_bytes(Trunk(load_model(fast_model_dir)[0]), manifest.tile, 1))
 
 
 def test_compare_outputs_catches_a_wrong_value():
