@@ -19,6 +19,7 @@ class WatchConfig:
     backoff_s: float = 10.0  # first retry delay; doubles per attempt
     max_backoff_s: float = 600.0
     batch: int = 16  # files per round; the tables are rebuilt once per round
+    tables_interval_s: float = 30.0  # during a burst the tables are rewritten at most this often (always when idle)
     rescan_s: float = 60.0  # full scan interval even when events work (missed events cost at most this)
     heartbeat_s: float = 15.0
 
@@ -41,5 +42,5 @@ class WatchConfig:
             "in_dir": str(self.in_dir), "out_dir": str(self.out_dir), "include": list(self.filters.include),
             "exclude": list(self.filters.exclude), "recursive": self.filters.recursive, "poll_s": self.poll_s,
             "settle_s": self.settle_s, "once": self.once, "max_attempts": self.max_attempts, "backoff_s": self.backoff_s,
-            "batch": self.batch, "rescan_s": self.rescan_s,
+            "batch": self.batch, "tables_interval_s": self.tables_interval_s, "rescan_s": self.rescan_s,
         }

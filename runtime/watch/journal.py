@@ -91,6 +91,9 @@ class Journal:
             self._db.execute("PRAGMA busy_timeout = 30000")
             if readonly:
                 self._db.execute("PRAGMA query_only = 1")
+                if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'").fetchone() is None:
+                    self._db.close()
+                    raise JournalError(f"{self.path}: journal not initialised yet (mito-watch is starting?)")
             else:
                 mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
@@ -231,6 +234,14 @@ class Journal:
             )
             if reason:
                 self._log_error(now, rel, reason)
+
+    def defer(self, rel: str, delay: float) -> None:
+        """Not yet (the file changed after it settled): look again in `delay` seconds, no attempt spent."""
+        self._write("UPDATE files SET next_try = ?, updated_at = ? WHERE rel = ?", (self._clock() + delay, self._clock(), rel))
+
+    def forget(self, rel: str) -> None:
+        """A queued file that vanished before it was ever processed: nothing to record."""
+        self._write("DELETE FROM files WHERE rel = ?", (rel,))
 
     def interrupted(self) -> list[FileRow]:
         """Rows left in `processing` by a crash (the daemon never leaves one there on a clean exit)."""
