@@ -357,6 +357,36 @@ def test_detection_errors(tmp_path):
         read_dataset(both, "voc")
 
 
+def test_empty_and_corrupt_files(tmp_path):
+    coco = tmp_path / "coco"
+    write_png(coco / "a.png", np.zeros((10, 10), np.uint8))
+    (coco / "instances.json").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"instances.json: empty file"):
+        read_dataset(coco)
+    (coco / "instances.json").write_text('{"images": [')
+    with pytest.raises(DatasetError, match=r"instances.json: cannot parse JSON"):
+        read_dataset(coco / "instances.json")
+    yolo = tmp_path / "yolo"
+    write_png(yolo / "images" / "a.png", np.zeros((10, 10), np.uint8))
+    (yolo / "images" / "b.png").write_bytes(b"")
+    (yolo / "labels").mkdir()
+    (yolo / "labels" / "a.txt").write_text("")
+    ds = read_dataset(yolo)
+    assert kinds(ds.items[0].problems) == [T.NO_INSTANCES]  # an empty label file: an image without mitochondria
+    assert [(p.file, p.kind) for p in ds.skipped] == [("images/b.png", T.UNREADABLE)]
+    labels = tmp_path / "labels"
+    write_png(labels / "a.png", np.zeros((10, 10), np.uint8))
+    (labels / "a_labels.tif").write_bytes(b"")
+    ds = read_dataset(labels)
+    assert [(p.file, p.kind, p.detail) for p in ds.skipped] == [("a_labels.tif", T.UNREADABLE, "empty file (0 bytes)")]
+    masks = tmp_path / "masks"
+    write_png(masks / "Images" / "a.png", np.zeros((10, 10), np.uint8))
+    (masks / "Masks" / "a").mkdir(parents=True)
+    (masks / "Masks" / "a" / "a_Mask_0.png").write_bytes(b"\x89PNG truncated")
+    ds = read_dataset(masks)
+    assert ds.skipped[0].file == "Masks/a/a_Mask_0.png" and ds.skipped[0].kind == T.UNREADABLE
+
+
 # ---------------------------------------------------------------- the real data
 
 

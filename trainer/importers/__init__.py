@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .coco import is_coco, read_coco
+from .coco import broken_json, is_coco, read_coco
 from .imagej_rois import is_imagej_rois, read_imagej_rois
 from .label_images import is_label_images, read_label_images
 from .mask_folders import is_mask_folders, read_mask_folders
@@ -43,12 +43,14 @@ def detect_format(folder: Path) -> str:
     if folder.is_file():
         if is_coco(folder):
             return "coco"
-        raise DatasetError(f"{folder}: not a COCO instance file (needs 'images' and 'annotations' lists)")
+        raise DatasetError(broken_json(folder)[0])
     found = [name for name, (probe, _) in FORMATS.items() if probe(folder)]
     if len(found) == 1:
         return found[0]
     if not found:
-        raise DatasetError(f"{folder}: no known label layout found; expected one of:\n" + "\n".join(f"  {k}: {v}" for k, v in FORMAT_HELP.items()) + "\n(use --format to force one)")
+        broken = "".join(f"\nunusable JSON: {b}" for b in broken_json(folder))
+        raise DatasetError(f"{folder}: no known label layout found; expected one of:\n" + "\n".join(f"  {k}: {v}" for k, v in FORMAT_HELP.items())
+                           + "\n(use --format to force one)" + broken)
     raise DatasetError(f"{folder}: looks like several label formats ({', '.join(found)}); choose one with --format")
 
 

@@ -27,12 +27,29 @@ def _candidates(folder: Path) -> list[Path]:
     return sorted(p for d in dirs if d is not None for p in d.glob("*.json") if p.is_file())
 
 
-def _is_coco_file(path: Path) -> bool:
+def _coco_problem(path: Path) -> str | None:
+    """Why `path` is not a usable COCO instance file (None when it is)."""
     try:
-        doc = json.loads(path.read_bytes()) if path.stat().st_size < _MAX_PROBE_BYTES else None
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and isinstance(doc.get("images"), list) and isinstance(doc.get("annotations"), list)
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        if path.stat().st_size >= _MAX_PROBE_BYTES:
+            return "larger than 2 GiB"
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"cannot parse JSON: {type(exc).__name__}: {exc}".splitlines()[0]
+    if not (isinstance(doc, dict) and isinstance(doc.get("images"), list) and isinstance(doc.get("annotations"), list)):
+        return "not a COCO instance file (needs 'images' and 'annotations' lists)"
+    return None
+
+
+def _is_coco_file(path: Path) -> bool:
+    return _coco_problem(path) is None
+
+
+def broken_json(folder: Path) -> list[str]:
+    """'file: cause' for JSON files where a COCO file would be that cannot be read, to explain a failed detection."""
+    paths = [folder] if folder.is_file() else _candidates(folder)
+    return [f"{p}: {why}" for p in paths if (why := _coco_problem(p)) is not None]
 
 
 def coco_files(folder: Path) -> list[Path]:
@@ -127,7 +144,8 @@ def read_coco(folder: Path) -> Dataset:
     folder = Path(folder)
     files = coco_files(folder)
     if not files:
-        raise DatasetError(f"{folder}: no COCO instance JSON found (looked in the folder and annotations/)")
+        hints = "".join(f"\n  {b}" for b in broken_json(folder))
+        raise DatasetError(f"{folder}: no COCO instance JSON found (looked in the folder and annotations/){hints}")
     if len(files) > 1:
         raise DatasetError(f"{folder}: several COCO files ({', '.join(p.name for p in files)}); pass one of them as the dataset path")
     json_path = files[0]
