@@ -1,0 +1,214 @@
+"""The mito-run pipeline: inputs and keys, read-ahead, preprocessing, label painting, and a full run
+whose outputs are read back with tifffile, roifile and pycocotools."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from pycocotools.coco import COCO
+from roifile import roiread
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mito_run_helpers import detecting_model, em_frame  # noqa: E402
+
+from mitotally.runtime import reader
+from mitotally.runtime.instances import Instances
+from mitotally.runtime.manifest import weights_sha256
+from mitotally.runtime.normalize import Normalization, normalize
+from mitotally.runtime.pipeline import STAGES, RunConfig, _paint, process_file, run
+from mitotally.runtime.prepare import prepare
+from mitotally.runtime.reader import InputError, discover_inputs, read_ahead
+from mitotally.runtime.scale import rescale_image
+from mitotally.runtime.segmenter import Segmenter
+
+
+@pytest.mark.parametrize("shape,factor,block", [((301, 257), 0.5, 64), ((300, 211), 0.37, 16), ((64, 80, 3), 0.5, 7),
+                                                 ((200, 190), 0.1, 5), ((50, 60), 1.0, 4), ((40, 30), 2.0, 4)])
+def test_prepare_is_the_trainers_preprocessing(rng, shape, factor, block):
+    image = rng.integers(0, 65535, shape).astype(np.uint16)
+    expected = rescale_image(normalize(image, Normalization()), factor)
+    got = prepare(image, Normalization(), factor, block_rows=block)
+    assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-5)
+
+
+def _touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_keys_are_paths_relative_to_the_input_root(tmp_path):
+    for name in ["f/a.tif", "f/B.PNG", "f/a.png", "f/notes.txt", "f/.hidden.tif", "f/._a.tif", "f/sub/c.jpg",
+                 "f/sub/deeper/d.tiff", "f/.git/x.tif", "g/a.tif"]:
+        _touch(tmp_path / name)
+    keys = lambda items: [i.key for i in items]  # noqa: E731
+    assert keys(discover_inputs([tmp_path / "f"])) == ["B.PNG", "a.png", "a.tif"]
+    assert keys(discover_inputs([tmp_path / "f"], recursive=True)) == ["B.PNG", "a.png", "a.tif", "sub/c.jpg", "sub/deeper/d.tiff"]
+    # two folders: keys keep the folder names, so f/a.tif and g/a.tif cannot collide
+    assert keys(discover_inputs([tmp_path / "f", tmp_path / "g"])) == ["f/B.PNG", "f/a.png", "f/a.tif", "g/a.tif"]
+    # files named directly are kept whatever their suffix (they fail later with a clear cause); duplicates once
+    assert keys(discover_inputs([tmp_path / "f/notes.txt", tmp_path / "f/a.tif", tmp_path / "f/a.tif"])) == ["notes.txt", "a.tif"]
+    with pytest.raises(InputError, match="no such file"):
+        discover_inputs([tmp_path / "missing"])
+
+
+def test_discovery_skips_the_output_folder_and_links_out_of_the_input(tmp_path):
+    _touch(tmp_path / "in/a.tif")
+    _touch(tmp_path / "in/out/labels/a.tif.tif")
+    _touch(tmp_path / "elsewhere/secret.tif")
+    os.symlink(tmp_path / "elsewhere/secret.tif", tmp_path / "in/link.tif")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "in/linkdir")
+    os.symlink(tmp_path / "in/a.tif", tmp_path / "in/alias.tif")  # inside: kept once (same file)
+    items = discover_inputs([tmp_path / "in"], recursive=True, exclude=tmp_path / "in/out")
+    assert [i.key for i in items] == ["a.tif"]
+
+
+def test_read_ahead_keeps_order_and_bounds_memory(tmp_path, monkeypatch):
+    items = []
+    for i in range(7):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((8, 8), i * 10, np.uint8)).save(p)
+        items.append(reader.InputItem(p, p.name))
+    started, lock = [], threading.Lock()
+    real = reader.decode
+
+    def counting_decode(item):
+        with lock:
+            started.append(item.key)
+        return real(item)
+
+    monkeypatch.setattr(reader, "decode", counting_decode)
+    got = []
+    for k, decoded in enumerate(read_ahead(items, depth=2, workers=2)):
+        time.sleep(0.02)  # let the workers run ahead as far as they may
+        assert len(started) <= k + 1 + 2  # the one in hand plus at most `depth` waiting
+        got.append(int(decoded.first.array[0, 0]))
+        decoded.close()
+    assert got == [i * 10 for i in range(7)]
+
+
+def test_paint_higher_score_wins_ids_in_reading_order():
+    a = np.ones((10, 10), bool)
+    inst = Instances(np.array([[20, 0], [0, 5], [3, 8], [21, 1]]), [a, a, a, np.ones((2, 2), bool)], np.array([0.9, 0.6, 0.8, 0.5]))
+    labels, visible, scores = _paint(inst, (40, 40))
+    # reading order of top-left corners: (0,5) -> 1, (3,8) -> 2, (20,0) -> 3; (21,1) lies under (20,0) with a lower score
+    assert sorted(np.unique(labels)) == [0, 1, 2, 3]
+    assert labels[5, 9] == 2 and labels[1, 6] == 1 and labels[21, 1] == 3
+    assert np.allclose(scores, [0.6, 0.8, 0.9]) and len(visible) == 3
+    for k, ((r, c), m) in enumerate(zip(visible.offsets, visible.masks)):
+        assert np.array_equal(labels[r : r + m.shape[0], c : c + m.shape[1]] == k + 1, m)
+        assert (labels == k + 1).sum() == m.sum()
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_model_dir, tmp_path_factory):
+    return Segmenter(detecting_model(tiny_model_dir, tmp_path_factory.mktemp("det")), backend="torch", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def finished_run(segmenter, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    inp, out = root / "in", root / "out"
+    (inp / "sub dir").mkdir(parents=True)
+    tifffile.imwrite(inp / "a.tif", em_frame((150, 190), 1), imagej=True, resolution=(100.0, 100.0), metadata={"unit": "um"})
+    Image.fromarray(em_frame((120, 100), 2)).save(inp / "sub dir" / "b.png")
+    stack = np.stack([em_frame((90, 110), s) for s in (3, 4, 5)])
+    tifffile.imwrite(inp / "stack.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    items = discover_inputs([inp], recursive=True)
+    summary = run(items, segmenter, out, RunConfig(recursive=True))
+    return inp, out, summary
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_full_run_outputs_read_back(finished_run, segmenter):
+    inp, out, summary = finished_run
+    assert [r.key for r in summary.results] == ["a.tif", "stack.tif", "sub dir/b.png"]
+    assert all(r.ok for r in summary.results) and summary.n_objects > 0
+    images, objects = _csv(out / "images.csv"), _csv(out / "objects.csv")
+    assert [(r["image"], r["plane"]) for r in images] == [("a.tif", "1"), ("stack.tif", "1"), ("stack.tif", "2"),
+                                                          ("stack.tif", "3"), ("sub dir/b.png", "1")]
+    assert images[0]["pixel_size_source"] == "file" and float(images[0]["pixel_size_nm"]) == pytest.approx(10.0)
+    assert images[4]["pixel_size_source"] == "unknown" and images[4]["pixel_size_nm"] == "" and objects
+    coco = COCO(str(out / "predictions.json"))
+    coco_images = {(i["file_name"], i["plane"]): i["id"] for i in coco.dataset["images"]}
+    for key, shape, planes in [("a.tif", (150, 190), 1), ("stack.tif", (90, 110), 3), ("sub dir/b.png", (120, 100), 1)]:
+        with tifffile.TiffFile(out / "labels" / f"{key}.tif") as tif:
+            labels = tif.asarray().reshape(planes, *shape)
+            assert tif.pages[0].dtype == np.uint16
+            assert ("unit" in tif.imagej_metadata) == (key == "a.tif")  # pixel size only where known
+        rois = roiread(out / "rois" / f"{key}.zip") if planes * shape[0] else []
+        rois = rois if isinstance(rois, list) else [rois]
+        for p in range(planes):
+            rows = [r for r in objects if r["image"] == key and r["plane"] == str(p + 1)]
+            ids = [int(r["id"]) for r in rows]
+            assert ids == list(range(1, labels[p].max() + 1)) == sorted(set(np.unique(labels[p])) - {0})
+            assert [int(r["area_px"]) for r in rows] == [int((labels[p] == i).sum()) for i in ids]
+            count = int(next(r for r in images if r["image"] == key and r["plane"] == str(p + 1))["count"])
+            assert count == len(ids)
+            plane_rois = [r for r in rois if (r.position or 1) == p + 1]
+            assert sorted(r.name[-4:] for r in plane_rois) == [f"{i:04d}" for i in ids]
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=[coco_images[(key, p + 1)]]))
+            assert sorted(a["label"] for a in anns) == ids
+            for a in anns:
+                assert np.array_equal(coco.annToMask(a).astype(bool), labels[p] == a["label"]) and 0 < a["score"] <= 1
+        overlays = [out / "overlays" / f"{key}.png"] if planes == 1 else [out / "overlays" / f"{key}.z{i:04d}.png" for i in (1, 2, 3)]
+        for o in overlays:
+            assert Image.open(o).size == (shape[1], shape[0])
+    info = json.loads((out / "run.json").read_text())
+    assert info["model"]["weights_sha256"] == weights_sha256(segmenter.model_dir)
+    assert info["backend"]["name"] == "torch" and info["backend"]["device"] == "cpu"
+    assert set(info["timings_s"]) == set(STAGES) and info["counts"]["mitochondria"] == len(objects)
+    assert not [p for p in out.rglob(".*")]  # no temp files left anywhere
+
+
+def test_rerun_skips_finished_and_overwrite_redoes(finished_run, segmenter):
+    inp, out, _ = finished_run
+    record = out / "records" / "a.tif.json"
+    before = record.stat().st_mtime_ns
+    objects_before = (out / "objects.csv").read_text()
+    again = run(discover_inputs([inp], recursive=True), segmenter, out, RunConfig())
+    assert all(r.skipped for r in again.results) and record.stat().st_mtime_ns == before
+    assert (out / "objects.csv").read_text() == objects_before  # tables rebuilt from the same records
+    redo = run(discover_inputs([inp / "a.tif"]), segmenter, out, RunConfig(overwrite=True))
+    assert not redo.results[0].skipped and record.stat().st_mtime_ns > before
+
+
+def test_process_file_for_the_watcher(segmenter, tmp_path):
+    good = tmp_path / "frame 1.png"
+    Image.fromarray(em_frame((100, 120), 9)).save(good)
+    result = process_file(good, segmenter, tmp_path / "out", "frame 1.png", source={"sha256": "abc"})
+    assert result.ok and result.source["sha256"] == "abc" and result.source["size"] == good.stat().st_size
+    assert (tmp_path / "out/records/frame 1.png.json").is_file() and (tmp_path / "out/labels/frame 1.png.tif").is_file()
+    bad = _touch(tmp_path / "bad.tif", b"II*\x00garbage")
+    result = process_file(bad, segmenter, tmp_path / "out", "bad.tif")
+    assert not result.ok and "TIFF" in result.error
+    record = json.loads((tmp_path / "out/records/bad.tif.json").read_text())
+    assert record["status"] == "failed" and record["error"] == result.error
+    assert not (tmp_path / "out/labels/bad.tif.tif").exists()
+
+
+@pytest.mark.slow
+def test_full_frame_4864x3704(tiny_model_dir, tmp_path):
+    """A whole instrument frame through every stage at full resolution (shrunk 20x for the model: 6 tiles)."""
+    segmenter = Segmenter(detecting_model(tiny_model_dir, tmp_path / "m", quantile=99.0), backend="torch", device="cpu")
+    frame = em_frame((3704, 4864), 11, n=40)
+    tifffile.imwrite(tmp_path / "frame.tif", frame)
+    out = tmp_path / "out"
+    summary = run(discover_inputs([tmp_path / "frame.tif"]), segmenter, out, RunConfig(pixel_size_nm=0.5))
+    assert summary.results[0].ok, summary.results[0].error
+    labels = tifffile.imread(out / "labels/frame.tif.tif")
+    assert labels.shape == (3704, 4864)
+    assert len(_csv(out / "objects.csv")) == labels.max() == summary.n_objects
