@@ -91,6 +91,7 @@ def run_eval(gt: Path, pred: Path, gt_format: str = "auto", score_threshold: flo
         "missing_predictions": [r["image"] for r in rows if r["status"] == "missing"],
         "failed_predictions": {r["image"]: r["status"][7:] for r in rows if r["status"].startswith("error")},
         "unmatched_predictions": sorted(source.names - gt_names),
+        "pred_notes": list(source.notes),
         "gt_skipped": [str(p) for p in ds.skipped],
         "gt_warnings": len(ds.problems) - len(ds.skipped),
         "per_image": rows,
@@ -141,6 +142,8 @@ def print_report(report: dict, console: Console, per_image: bool) -> None:
     if report["unmatched_predictions"]:
         console.print(f"[yellow]warning[/]: {len(report['unmatched_predictions'])} prediction(s) match no GT image by stem (ignored): "
                       + ", ".join(report["unmatched_predictions"][:20]), highlight=False)
+    for note in report["pred_notes"]:
+        console.print(f"[yellow]warning[/]: {note}", highlight=False)
     for p in report["gt_skipped"]:
         console.print(f"[yellow]warning[/]: ground truth not used: {p}", highlight=False)
 

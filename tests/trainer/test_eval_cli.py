@@ -106,6 +106,26 @@ def test_mito_run_output_folder_prefers_predictions_json(gt_dir, tmp_path):
     assert r["pred_kind"] == "label images" and r["metrics"]["f1@0.5"] == 0.0
 
 
+def test_mito_run_keys_with_extensions_subfolders_and_stack_planes(gt_dir, tmp_path):
+    # mito-run names outputs by the input's relative path, extension included: labels/<key>.tif
+    out = tmp_path / "run_out"
+    (out / "labels" / "sub").mkdir(parents=True)
+    tifffile.imwrite(out / "labels" / "a.png.tif", GT["a"].astype(np.uint16))
+    tifffile.imwrite(out / "labels" / "sub" / "b.png.tif", GT["b"].astype(np.uint16))
+    r = run_eval(gt_dir, out)
+    assert r["missing_predictions"] == ["c"] and r["metrics"]["tp@0.5"] == 3
+    # predictions.json: file_name is the key; a stack's later planes are not scored against the first-plane GT
+    doc = predictions_json({"a": [(GT["a"] == 1, 0.9), (GT["a"] == 2, 0.9)]})
+    doc["images"][0].update(file_name="sub/a.png", plane=1)
+    doc["images"].append({"id": 2, "file_name": "sub/a.png", "width": 40, "height": 40, "plane": 2})
+    doc["annotations"].append({"id": 9, "image_id": 2, "category_id": 1, "segmentation": rle(labels_of((30, 0, 38, 8)) > 0), "score": 0.99})
+    (out / "predictions.json").write_text(json.dumps(doc))
+    r = run_eval(gt_dir, out)
+    rows = {row["image"]: row for row in r["per_image"]}
+    assert (rows["a"]["tp@0.5"], rows["a"]["fp@0.5"]) == (2, 0)
+    assert any("stack planes" in n for n in r["pred_notes"])
+
+
 def test_results_list_against_coco_ground_truth(tmp_path):
     root = tmp_path / "coco"
     root.mkdir()

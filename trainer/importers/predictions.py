@@ -5,7 +5,11 @@ Accepted `PRED` paths:
 - a `mito-run` output folder: its `predictions.json` when present (it has scores), else its `labels/`;
 - a COCO JSON: a dict with `images` (`file_name`) and `annotations` (`segmentation` RLE or polygons, `score`),
   or a bare results list (`image_id`, `segmentation`, `score`), whose ids are taken from the ground-truth COCO file.
-Predictions are matched to ground-truth images by file stem. Masks are decoded
+Predictions are matched to ground-truth images by file stem. `mito-run` names
+outputs by the input's relative path with its extension (`labels/sub/x.png.tif`,
+`file_name: "sub/x.png"`): sub-folders are searched and an inner image
+extension is dropped, so both match `x`. Of a TIFF stack, only plane 1 is
+scored (the ground truth is read from a file's first plane). Masks are decoded
 one image at a time, so a folder of full frames is never held at once.
 """
 from __future__ import annotations
@@ -16,9 +20,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ...runtime.image_io import IMAGE_SUFFIXES
 from ...runtime.instances import Instances
 from .coco import SizeError, decode_segmentation
-from .common import image_files
+from .common import natural_key
 from .label_images import LOSSLESS, LabelReadError, label_stem, read_label_image, to_instance_labels
 from .rasterize import region_from_mask
 
@@ -41,12 +46,18 @@ class LabelImagePredictions:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        files = [p for p in image_files(folder) if p.suffix.lower() in LOSSLESS]
-        stems = {p.stem for p in files}
+        files = label_files(folder)
+        stems = {_stem(p.name) for p in files}
         self.files: dict[str, Path] = {}
+        self.notes: list[str] = []
         for p in files:  # one key per file: `x_labels.tif` answers to `x` unless an `x.*` exists too
-            base = label_stem(p)
-            self.files.setdefault(base if base and base not in stems else p.stem, p)
+            stem = _stem(p.name)
+            base = label_stem(Path(stem + p.suffix))
+            key = base if base and base not in stems else stem
+            if key in self.files:
+                self.notes.append(f"{p}: same name {key!r} as {self.files[key]} (ignored)")
+                continue
+            self.files[key] = p
 
     @property
     def names(self) -> set[str]:
@@ -77,8 +88,13 @@ class CocoPredictions:
             doc = json.loads(path.read_bytes())
         except (OSError, ValueError) as exc:
             raise PredictionError(f"{path}: cannot read JSON: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        self.notes: list[str] = []
         if isinstance(doc, dict) and isinstance(doc.get("images"), list) and isinstance(doc.get("annotations"), list):
-            ids = {im["id"]: _stem(im["file_name"]) for im in doc["images"] if isinstance(im, dict) and "id" in im and "file_name" in im}
+            images = [im for im in doc["images"] if isinstance(im, dict) and "id" in im and "file_name" in im]
+            later = [im for im in images if isinstance(im.get("plane"), int) and im["plane"] > 1]
+            if later:
+                self.notes.append(f"{path}: {len(later)} image entries for stack planes after the first (not scored)")
+            ids = {im["id"]: _stem(im["file_name"]) for im in images if im not in later}
             anns = doc["annotations"]
         elif isinstance(doc, list):
             if gt_ids is None:
@@ -87,12 +103,11 @@ class CocoPredictions:
         else:
             raise PredictionError(f"{path}: neither a COCO predictions file (images + annotations) nor a results list")
         self.by_name: dict[str, list[dict]] = {name: [] for name in ids.values()}
-        self.unknown_ids = 0
+        if len(self.by_name) < len(ids):
+            self.notes.append(f"{path}: several images share a file stem; their predictions are pooled per stem")
         for a in anns:
             if isinstance(a, dict) and a.get("image_id") in ids:
                 self.by_name[ids[a["image_id"]]].append(a)
-            else:
-                self.unknown_ids += 1
 
     @property
     def names(self) -> set[str]:
@@ -126,7 +141,21 @@ class CocoPredictions:
 
 
 def _stem(file_name: str) -> str:
-    return PurePosixPath(str(file_name).replace("\\", "/")).stem
+    """`sub/x.png` -> `x`; `x.png.tif` (mito-run's `labels/<key>.tif`) -> `x` too."""
+    name = PurePosixPath(str(file_name).replace("\\", "/")).name
+    for _ in range(2):
+        suffix = PurePosixPath(name).suffix
+        if suffix.lower() not in IMAGE_SUFFIXES + (".json",):
+            break
+        name = name[: -len(suffix)]
+    return name
+
+
+def label_files(folder: Path) -> list[Path]:
+    """Lossless label images in `folder` and its sub-folders (hidden ones skipped), in natural order."""
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in LOSSLESS
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
 
 
 def open_predictions(path: Path, gt_ids: dict[int, str] | None = None) -> LabelImagePredictions | CocoPredictions:
@@ -140,7 +169,7 @@ def open_predictions(path: Path, gt_ids: dict[int, str] | None = None) -> LabelI
         return CocoPredictions(path, gt_ids)
     if (path / "predictions.json").is_file():
         return CocoPredictions(path / "predictions.json", gt_ids)
-    if not image_files(path) and (path / "labels").is_dir():
+    if (path / "labels").is_dir() and not any(p.is_file() and p.suffix.lower() in LOSSLESS for p in path.iterdir()):
         path = path / "labels"
     src = LabelImagePredictions(path)
     if not src.files:
