@@ -227,7 +227,8 @@ def _table(results, args, manifest: Manifest, tiles_per_frame: int) -> str:
     lines = [
         f"Backends, {datetime.date.today().isoformat()}, {machine()}, torch {torch.__version__}",
         f"{args.frames} synthetic frame(s) {args.frame_size[1]}x{args.frame_size[0]} px at {args.pixel_size} nm -> "
-        f"{tiles_per_frame} tiles of {manifest.tile} px at {manifest.pixel_size_nm} nm per frame",
+        f"{tiles_per_frame} tiles of {manifest.tile} px at {manifest.pixel_size_nm} nm per frame"
+        + (f" (only the first {args.max_tiles} tiles of each frame timed: frames/s is NOT whole frames)" if args.max_tiles else ""),
         "",
         "| backend | frames/s | tiles/s | x naive | instances |",
         "|---|---:|---:|---:|---:|",

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     trunk = Trunk(model.eval().cpu())
     data = onnx_bytes(trunk, tile, batch, args.opset)
-    print(f"trunk: {len(data) / 1e6:.1f} MB ONNX, tile {tile}, batch {batch}, opset {args.opset}; verifying on {len(images)} {source} image(s)")
+    print(f"trunk: {len(data) / 1e6:.1f} MB ONNX, tile {tile}, batch {batch}, opset {args.opset}; verifying on {len(images)} image(s) ({source})")
     check = verify_export(model, manifest, data, tile, batch, trunk.output_names, images, source, args.threads)
     _report(check)
     if not check.passed:

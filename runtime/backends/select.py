@@ -1,9 +1,10 @@
 """Create a backend by name, or pick the fastest one available (`auto`) and say why.
 
-`auto` follows a fixed preference, from the measured ordering in
-BENCHMARKS.md: on CUDA, a TensorRT engine recorded by `mito-export --fp16`
-(rebuilt first when stale), else torch FP16 on CUDA streams; on CPU,
-ONNX Runtime when `trunk.onnx` was exported, else torch. Every candidate that
+`auto` follows a fixed preference (see bench/bench_backends.py): on CUDA, a
+TensorRT engine recorded by `mito-export --fp16` (rebuilt first when stale),
+else torch FP16 on CUDA streams; on CPU, ONNX Runtime when `trunk.onnx` was
+exported, else torch. The CPU order is measured; the CUDA order is the
+expected one until the GPU benchmark has been run. Every candidate that
 was passed over is reported with its reason, so `run.json` can record it.
 """
 from __future__ import annotations
