@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _prepare_output(args.model_dir, out_dir)
         entry = write_trunk(data, out_dir, tile, batch, args.opset, trunk.output_names)
-        entry = dataclasses.replace(entry, verification=check.to_dict())
+        entry = dataclasses.replace(entry, verification=check.to_dict(), weights_sha256=weights_sha256(out_dir))
         record_export(out_dir, "onnx", entry.to_dict())
     except (OSError, ValueError) as e:
         return _fail(2, f"cannot write into {out_dir}: {e}")

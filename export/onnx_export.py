@@ -38,6 +38,7 @@ class OnnxExport:
     outputs: tuple[str, ...]
     torch_version: str
     verification: dict  # filled by `verify`; empty until then
+    weights_sha256: str = ""  # the model.safetensors it was exported from (a retrained model makes it stale)
 
     def to_dict(self) -> dict:
         d = asdict(self)

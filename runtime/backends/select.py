@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..manifest import Manifest, load_model
+from ..manifest import Manifest, load_model, weights_sha256
 from . import Backend
 from .torch_backend import TorchBackend
 
@@ -64,6 +64,9 @@ def _onnx_entry(model_dir: Path, manifest: Manifest, opts: BackendOptions) -> di
     entry = manifest.exports.get("onnx")
     if not entry:
         raise BackendUnavailable(f"{model_dir}: no ONNX export recorded; run `mito-export {model_dir}` first")
+    recorded = entry.get("weights_sha256")
+    if recorded and recorded != weights_sha256(model_dir):
+        raise BackendUnavailable(f"{model_dir}: trunk.onnx was exported from other weights than model.safetensors; run `mito-export {model_dir}` again")
     if opts.batch is not None and opts.batch != entry["batch"]:
         raise BackendUnavailable(f"trunk.onnx was exported for batch {entry['batch']}, batch {opts.batch} was asked; re-export with --batch {opts.batch}")
     return entry

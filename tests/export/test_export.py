@@ -113,6 +113,18 @@ def test_cli_writes_verifies_and_records(fast_model_dir, tmp_path, capsys):
     assert load_manifest(out).exports["onnx"]["batch"] == 1
     printed = capsys.readouterr().out
     assert "F1@0.5" in printed and "trunk parity" in printed
+    # the recorded export serves the onnxruntime backend, until the weights change under it
+    from mitotally.runtime.backends.select import BackendOptions, BackendUnavailable, select_backend
+
+    assert select_backend(out, "auto", BackendOptions(device="cpu", threads=1)).backend.name == "onnxruntime"
+    model, manifest = load_model(out)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    from mitotally.runtime.manifest import save_model
+
+    save_model(out, manifest, model.state_dict())  # same manifest (exports kept), other weights
+    with pytest.raises(BackendUnavailable, match="other weights"):
+        select_backend(out, "onnxruntime", BackendOptions(device="cpu"))
 
 
 def test_cli_fp16_without_tensorrt_refuses_after_writing_the_onnx(fast_model_dir, capsys):
