@@ -68,6 +68,7 @@ class OnnxRuntimeBackend:
             raise OnnxRuntimeUnavailable("onnxruntime is not installed (pip install 'mitotally[onnx]')") from None
         self.device = torch.device(device)
         self.tile, self.batch = tile, batch
+        self.tiles_per_call = batch
         self.model = model.eval().to(self.device)
         self.model.roi_heads.score_thresh = score_threshold
         self.output_names = list(output_names)

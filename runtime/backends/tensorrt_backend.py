@@ -122,6 +122,7 @@ class TensorRTBackend:
                 lane.graph = _capture(lane)
             lanes.append(lane)
         self._pipeline = Pipeline(lanes, self._submit, self._finish)
+        self.tiles_per_call = 4 * batch * len(lanes)  # tiles per `infer` call: lanes fill once, then stay busy
 
     @torch.inference_mode()
     def infer(self, tiles: np.ndarray) -> list[Detections]:

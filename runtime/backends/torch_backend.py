@@ -134,9 +134,11 @@ class TorchBackend:
             self.trunk.to(memory_format=torch.channels_last)
         self.heads = Heads(self.model, self.trunk.feature_names, tile)
         self._pipeline = None
+        self.tiles_per_call = batch  # tiles per `infer` call worth passing at once (more on CUDA, see below)
         if self.device.type == "cuda":
             lanes = [CudaLane.create(batch, tile, self.device) for _ in range(max(1, streams))]
             self._pipeline = Pipeline(lanes, self._submit, self._finish)
+            self.tiles_per_call = 4 * batch * len(lanes)  # lanes fill once, then stay busy for 3 rounds
 
     @torch.inference_mode()
     def infer(self, tiles: np.ndarray) -> list[Detections]:
