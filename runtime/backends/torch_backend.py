@@ -129,7 +129,7 @@ class TorchBackend:
         self.model.roi_heads.score_thresh = score_threshold  # filter before the costly mask head
         self.tile, self.batch, self.precision = tile, batch, precision
         self.trunk = Trunk(self.model).to(self.device)
-        self.channels_last = channels_last and self.device.type == "cuda"
+        self.channels_last = channels_last
         if self.channels_last:
             self.trunk.to(memory_format=torch.channels_last)
         self.heads = Heads(self.model, self.trunk.feature_names, tile)
@@ -148,6 +148,8 @@ class TorchBackend:
         out: list[Detections] = []
         for batch, n in jobs:
             x = torch.from_numpy(batch)[:, None].to(self.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             out.extend(to_detections(self.heads(self.trunk(x)))[:n])
         return out
 

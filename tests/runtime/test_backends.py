@@ -70,8 +70,9 @@ def test_infer_takes_any_number_of_tiles(model_dir, rng):
     tiles = _tiles(rng, 3)
     batched = TorchBackend(model, manifest.tile, batch=2, score_threshold=0.05).infer(tiles)
     single = TorchBackend(model, manifest.tile, batch=1, score_threshold=0.05).infer(tiles)
-    assert len(batched) == len(single) == 3
-    for a, b in zip(batched, single):
+    nhwc = TorchBackend(model, manifest.tile, batch=3, score_threshold=0.05, channels_last=True).infer(tiles)
+    assert len(batched) == len(single) == len(nhwc) == 3
+    for a, b in zip(batched + nhwc, single + single):
         assert len(a) == len(b)
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
