@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import logging.handlers
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -181,6 +182,9 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
             return serve(cfg, lambda: PipelineProcessor(cfg.out_dir, run_cfg), stop=stop)
         except (AlreadyRunning, JournalError, StartupError) as exc:
             log.error("%s", exc)
+            return 1
+        except sqlite3.Error as exc:
+            log.error("%s: journal not writable: %s", cfg.out_dir, exc)
             return 1
     finally:
         _teardown_logging(handlers)

@@ -65,7 +65,7 @@ class WatchDaemon:
         self.settler = Settler(cfg.settle_s, clock=clock)
         self.tally = Tally()
         self._stop = stop or threading.Event()
-        self._abandon_armed = False
+        self._in_process = False  # a second signal abandons only an image in progress, never the bookkeeping
         self._tables_stale = True  # rebuild at start: the previous run may have died between record and tables
         self._next_rebuild = 0.0
         self._output_failures = 0
@@ -78,13 +78,13 @@ class WatchDaemon:
 
     def request_stop(self, *_args) -> None:
         """First signal: finish the current image and exit. Second: abandon it (it is requeued)."""
-        if self._stop.is_set() and self._abandon_armed:
-            self._abandon_armed = False
-            raise Abandon()
-        if not self._stop.is_set():
-            log.info("stop requested: finishing the current image (send the signal again to abandon it)")
+        if self._stop.is_set():
+            if self._in_process:
+                self._in_process = False
+                raise Abandon()
+            return
+        log.info("stop requested: finishing the current image (send the signal again to abandon it)")
         self._stop.set()
-        self._abandon_armed = True
         self.feed.wake()
 
     @property
@@ -240,10 +240,13 @@ class WatchDaemon:
         self.journal.start(rel, *sig, digest)
         attempts = row.attempts + 1
         try:
+            self._in_process = True
             outcome = self.processor.process(path, row.key, digest, final=attempts >= self.cfg.max_attempts)
         except Abandon:
-            self.journal.requeue(rel, refund=True)
+            self.journal.requeue(rel, "abandoned by a second stop signal", refund=True)
             raise
+        finally:
+            self._in_process = False
         self._tables_stale = True
         if signature(path) != sig:
             log.info("%s: changed while it was processed; it is redone once it settles", rel)

@@ -108,6 +108,8 @@ class Journal:
         try:
             if not self._readonly():
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # e.g. disk full: the WAL still holds every committed change and is replayed on next open
         finally:
             self._db.close()
 

@@ -236,6 +236,52 @@ def test_output_never_writable_once_exits_1_and_keeps_files_queued(tmp_path, tin
     assert rec is None or rec["status"] == "failed"
 
 
+class StopMidImage(ThresholdSegmenter):
+    """Calls the daemon's signal handler from inside `segment`: a SIGTERM arriving mid-image, deterministically."""
+
+    daemon = None
+    signals = 1
+
+    def segment(self, image, pixel_size_nm):
+        for _ in range(self.signals):
+            self.daemon.request_stop()
+        return super().segment(image, pixel_size_nm)
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_stop_signal_mid_image_finishes_it_and_a_second_abandons_it(tmp_path, tiny_model_dir, signals):
+    from mitotally.runtime.watch.daemon import WatchDaemon
+    from mitotally.runtime.watch.sources import ChangeFeed
+
+    in_dir, out = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    out.mkdir()
+    for i in range(3):
+        tifffile.imwrite(in_dir / f"f{i}.tif", frame(i)[0])
+    segmenter = StopMidImage(tiny_model_dir, "torch", "cpu")
+    segmenter.signals = signals
+    processor = PipelineProcessor(out, RunConfig(model_dir=tiny_model_dir), segmenter=segmenter)
+    journal = Journal(journal_path(out))
+    cfg = config(in_dir, out, settle_s=0.0)
+    feed = ChangeFeed(in_dir, recursive=False, poll_s=0.1)
+    feed.start()
+    daemon = WatchDaemon(cfg, processor, journal, feed)
+    segmenter.daemon = daemon
+    assert daemon.run() == 0
+    journal.close()
+    rows = journal_rows(out)
+    states = Counter(r.state for r in rows.values())
+    if signals == 1:  # the image in progress is finished and recorded, the others stay queued
+        assert states == {DONE: 1, SEEN: 2}
+        done = next(r for r, row in rows.items() if row.state == DONE)
+        assert [r["image"] for r in read_csv(out / "images.csv")] == [done]
+    else:  # abandoned: back in the queue without spending an attempt, nothing written for it
+        assert states == {SEEN: 3}
+        assert all(row.attempts == 0 for row in rows.values())
+        assert not (out / "records").exists() or not any((out / "records").iterdir())
+        assert read_csv(out / "images.csv") == []
+
+
 def test_polling_mode_when_events_are_disabled(tmp_path, tiny_model_dir):
     """--poll: no observer is ever created; files (incl. in new subfolders) are found by scans alone."""
     in_dir, out = tmp_path / "in", tmp_path / "out"
@@ -304,5 +350,6 @@ def test_memory_is_flat_over_500_images(tmp_path, tiny_model_dir):
         time.sleep(0.5)
         rss[target] = rss_bytes()
     assert daemon.stop() == 0
+    print(f"RSS after 50 images: {rss[50] / 2**20:.1f} MB, after 500: {rss[500] / 2**20:.1f} MB")
     assert rss[500] <= rss[50] * 1.05, f"RSS grew from {rss[50] / 2**20:.1f} MB to {rss[500] / 2**20:.1f} MB"
     assert len(read_csv(out / "images.csv")) == 500
