@@ -40,11 +40,10 @@ def segment_scaled(
     margin = overlap * CENTRE_MARGIN
     parts: list[Instances] = []
     windows: list[tuple[int, int, int, int]] = []
-    for start in range(0, len(tiles), backend.batch):
-        chunk = tiles[start : start + backend.batch]
-        batch = np.stack([grid.crop(scaled, t, fill) for t in chunk])
-        if len(chunk) < backend.batch:  # static batch: pad with blank tiles
-            batch = np.concatenate([batch, np.full((backend.batch - len(chunk),) + batch.shape[1:], fill, batch.dtype)])
+    per_call = getattr(backend, "tiles_per_call", backend.batch)  # enough tiles to keep CUDA streams busy
+    for start in range(0, len(tiles), per_call):
+        chunk = tiles[start : start + per_call]
+        batch = np.stack([grid.crop(scaled, t, fill) for t in chunk])  # backends pad a short last batch
         for tile, det in zip(chunk, backend.infer(batch)):
             keep = (det.scores >= score_threshold) & keep_in_tile(det.boxes, tile, grid, margin, EDGE_TOLERANCE)
             det = type(det)(det.boxes[keep], det.scores[keep], det.mask_probs[keep])

@@ -16,5 +16,9 @@ class Backend(Protocol):
     batch: int
 
     def infer(self, tiles: np.ndarray) -> list[Detections]:
-        """`tiles`: float32 (B, tile, tile), normalised gray at the model's pixel size."""
+        """`tiles`: float32 (N, tile, tile), normalised gray at the model's pixel size.
+
+        N may be any number: the backend splits it into its static batches and
+        pads the last one itself (`tiles_per_call` tiles keep its streams busy).
+        """
         ...
