@@ -258,7 +258,7 @@ class LabelReadingBackend:
         self.tile, self.batch, self.resolution = tile, batch, resolution
 
     def infer(self, tiles: np.ndarray) -> list[Detections]:
-        assert tiles.shape == (self.batch, self.tile, self.tile) and tiles.dtype == np.float32
+        assert tiles.ndim == 3 and tiles.shape[1:] == (self.tile, self.tile) and tiles.dtype == np.float32
         out = []
         for t in tiles:
             inst = Instances.from_label_image(np.rint(t).astype(np.int32))
