@@ -139,7 +139,7 @@ def _segment_plane(decoded: Decoded, index: int, image: ImageData, segmenter: Se
     labels, visible, scores = _paint(seg.instances, shape)
     ids = np.arange(1, len(visible) + 1)
     plane = index + 1
-    rows = measure_instances(labels, image.array, px, {int(i): float(s) for i, s in zip(ids, scores)})
+    rows = measure_instances(labels, image.array, px, {int(i): float(s) for i, s in zip(ids, scores)}) if len(ids) else []
     summary = summarize_image(rows, shape, px)
     result.object_rows += [{"image": decoded.item.key, "plane": plane, **{k: _clean(v) for k, v in r.items()}} for r in rows]
     t1 = time.perf_counter()

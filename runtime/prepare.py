@@ -17,8 +17,14 @@ from .normalize import Normalization, normalize, percentile_limits
 from .scale import rescale_image, scaled_shape
 
 
-def prepare(image: np.ndarray, norm: Normalization, factor: float, block_rows: int = 256) -> np.ndarray:
-    """Normalised float32 gray at `factor` x the input's size; shrinking works in strips of output rows."""
+STRIP_PIXELS = 8_000_000  # input pixels converted to float at a time (32 MB as float32)
+
+
+def prepare(image: np.ndarray, norm: Normalization, factor: float, block_rows: int | None = None) -> np.ndarray:
+    """Normalised float32 gray at `factor` x the input's size; shrinking works in strips of output rows.
+
+    `block_rows` (output rows per strip) defaults to strips of about `STRIP_PIXELS` input pixels.
+    """
     gray_2d = image.ndim == 2
     if gray_2d:
         limits = percentile_limits(image, norm)
@@ -30,6 +36,8 @@ def prepare(image: np.ndarray, norm: Normalization, factor: float, block_rows: i
     H, W = image.shape[:2]
     h, w = scaled_shape((H, W), factor)
     out = np.empty((h, w), np.float32)
+    if block_rows is None:
+        block_rows = max(1, int(STRIP_PIXELS / (W * H / h)))
     period = h // math.gcd(H, h)  # output rows after which the pooling bins repeat exactly
     if period <= block_rows:  # aligned strips: pooling each strip is the same as pooling the whole image
         step = block_rows // period * period

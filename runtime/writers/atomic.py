@@ -11,9 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from ..manifest import atomic_write_bytes
-
 __all__ = ["atomic_open", "atomic_write_bytes", "temp_path"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would hide results from the lab group
 
 
 @contextmanager
@@ -24,6 +31,7 @@ def temp_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, _MODE)
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -41,3 +49,9 @@ def atomic_open(path: Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     with temp_path(path) as tmp:
         with open(tmp, mode, **kwargs) as f:
             yield f
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file and rename, with the permissions a plain write would give."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)

@@ -16,14 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import measure
 from ..results import ImageResult
 from .atomic import atomic_open, atomic_write_bytes
 from .coco import CATEGORIES
 
 RECORDS = "records"
 IMAGE_COLUMNS = ["image", "plane", "status", "error", "width", "height", "pixel_size_nm", "pixel_size_source",
-                 "scaling_pixel_size_nm", "path"]
-OBJECT_LEAD = ["image", "plane"]
+                 "scaling_pixel_size_nm", "path", *measure.IMAGE_COLUMNS, "time_s"]
+OBJECT_COLUMNS = ["image", "plane", *measure.OBJECT_COLUMNS]
 
 
 def record_path(out_dir: Path, key: str) -> Path:
@@ -66,13 +67,6 @@ class TableCounts:
     objects: int
 
 
-def _columns(first: list[str], extra: list[dict]) -> list[str]:
-    cols = list(first)
-    for row in extra:
-        cols += [k for k in row if k not in cols]
-    return cols
-
-
 def rebuild_tables(out_dir: Path) -> TableCounts:
     """Rewrite `objects.csv`, `images.csv`, `predictions.json` from `records/` (atomically, streaming)."""
     out_dir = Path(out_dir)
@@ -95,19 +89,16 @@ def rebuild_tables(out_dir: Path) -> TableCounts:
 
 
 def _stream(records: Iterator[ImageResult], fi, fo, fp, fa, counts: list[int]) -> None:
-    wi = wo = None
+    wi = csv.DictWriter(fi, IMAGE_COLUMNS, extrasaction="ignore", restval="")
+    wo = csv.DictWriter(fo, OBJECT_COLUMNS, extrasaction="ignore", restval="")
+    wi.writeheader()
+    wo.writeheader()
     coco_id = ann_id = 0
     for rec in records:
-        if wi is None:
-            wi = csv.DictWriter(fi, _columns(IMAGE_COLUMNS, rec.image_rows), extrasaction="ignore", restval="")
-            wi.writeheader()
         for row in rec.image_rows:
             wi.writerow(row)
             counts[0] += 1
             counts[1] += row.get("status") != "ok"
-        if rec.object_rows and wo is None:
-            wo = csv.DictWriter(fo, _columns(OBJECT_LEAD, rec.object_rows[:1]), extrasaction="ignore", restval="")
-            wo.writeheader()
         for row in rec.object_rows:
             wo.writerow(row)
             counts[2] += 1
@@ -123,7 +114,3 @@ def _stream(records: Iterator[ImageResult], fi, fo, fp, fa, counts: list[int]) -
             ann_id += 1
             body = {k: v for k, v in ann.items() if k != "plane"}
             fa.write(("," if ann_id > 1 else "") + json.dumps({"id": ann_id, "image_id": plane_ids[ann["plane"]], **body}))
-    if wi is None:
-        csv.writer(fi).writerow(IMAGE_COLUMNS)
-    if wo is None:
-        csv.writer(fo).writerow(OBJECT_LEAD)

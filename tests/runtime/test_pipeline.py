@@ -138,6 +138,8 @@ def test_full_run_outputs_read_back(finished_run, segmenter):
     assert [r.key for r in summary.results] == ["a.tif", "stack.tif", "sub dir/b.png"]
     assert all(r.ok for r in summary.results) and summary.n_objects > 0
     images, objects = _csv(out / "images.csv"), _csv(out / "objects.csv")
+    for r in summary.results:  # every column a record holds is in the tables
+        assert all(set(row) <= set(images[0]) for row in r.image_rows) and all(set(row) <= set(objects[0]) for row in r.object_rows)
     assert [(r["image"], r["plane"]) for r in images] == [("a.tif", "1"), ("stack.tif", "1"), ("stack.tif", "2"),
                                                           ("stack.tif", "3"), ("sub dir/b.png", "1")]
     assert images[0]["pixel_size_source"] == "file" and float(images[0]["pixel_size_nm"]) == pytest.approx(10.0)

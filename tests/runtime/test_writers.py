@@ -21,7 +21,7 @@ from mitotally.runtime.writers.coco import annotations, crop_rle
 from mitotally.runtime.writers.labels import write_labels
 from mitotally.runtime.writers.overlay import render_overlay
 from mitotally.runtime.writers.rois import instance_rois, write_rois
-from mitotally.runtime.writers.tables import read_record, rebuild_tables, write_record
+from mitotally.runtime.writers.tables import IMAGE_COLUMNS, read_record, rebuild_tables, write_record
 
 
 def test_crop_rle_matches_pycocotools(rng):
@@ -127,10 +127,12 @@ def test_tables_rebuilt_from_records(tmp_path):
     counts = rebuild_tables(tmp_path)
     assert (counts.images, counts.failed, counts.objects) == (3, 1, 5)
     images = (tmp_path / "images.csv").read_text(encoding="utf-8").splitlines()
-    assert images[0].startswith("image,plane,status,error") and len(images) == 4
+    assert images[0].startswith("image,plane,status,error,width,height,pixel_size_nm,") and len(images) == 4
+    assert images[0].split(",") == list(IMAGE_COLUMNS)
     assert images[3].startswith("zz.jpg,,failed,cannot decode image: image file is truncated")
     objects = (tmp_path / "objects.csv").read_text(encoding="utf-8").splitlines()
-    assert objects[0] == "image,plane,id,area_px,area_um2" and objects[1] == "b.tif,1,1,6," and len(objects) == 6
+    assert objects[0].startswith("image,plane,id,area_px,area_um2,") and len(objects) == 6
+    assert objects[1].startswith("b.tif,1,1,6,,")  # unknown pixel size: an empty cell, not 'nan'
     coco = COCO(str(tmp_path / "predictions.json"))
     assert sorted(i["file_name"] for i in coco.dataset["images"]) == ["b.tif", "sub/a é.png"]
     assert len(coco.getAnnIds()) == 5 and coco.annToMask(coco.anns[1]).sum() == 6
@@ -149,3 +151,15 @@ def test_atomic_open_keeps_old_file_on_error(tmp_path):
             f.write("half a ta")
             raise RuntimeError("disk gone")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    """Temp files are created 0600; the renamed result must be readable as a plain write would make it."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_labels(tmp_path / "l.tif", [np.zeros((4, 4), np.uint16)], (4, 4), 1, 0, None)
+    write_record(tmp_path, failed("x.tif", "/x.tif", "boom"))
+    for path in [tmp_path / "l.tif", tmp_path / "records" / "x.tif.json"]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask
