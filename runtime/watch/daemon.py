@@ -24,9 +24,11 @@ from pathlib import Path
 from .config import WatchConfig
 from .journal import DONE, FAILED, SEEN, FileRow, Journal, journal_path
 from .lock import FolderLock
-from .processor import OUTPUT, Processor
+from .processor import OUTPUT, Outcome, Processor
 from .settle import Settler, file_sha256, signature
 from .sources import ChangeFeed, relative_inside, scan
+
+FAILED_UNRECORDED = "error"  # an attempt failed unexpectedly and nothing was recorded for it
 
 log = logging.getLogger("mito-watch")
 
@@ -206,9 +208,12 @@ class WatchDaemon:
         """One burst of up to `batch` files; the loop comes back for more after looking at the folder again."""
         if self._clock() < self._paused_until:
             return
-        for row in self.journal.due(limit=self.cfg.batch):
+        due = self.journal.due(limit=self.cfg.batch)
+        for i, row in enumerate(due):
             if self.stopping or self._clock() < self._paused_until:
                 break
+            if i + 1 < len(due):  # read the next file while this one is segmented
+                self.processor.prefetch(self.cfg.in_dir / due[i + 1].rel, due[i + 1].key)
             self._process_one(row)
             self._heartbeat()
         self._rebuild_tables()
@@ -245,6 +250,9 @@ class WatchDaemon:
         except Abandon:
             self.journal.requeue(rel, "abandoned by a second stop signal", refund=True)
             raise
+        except Exception as exc:  # noqa: BLE001 - a bug or a device error in one file must not stop the daemon
+            log.exception("%s: unexpected error", rel)
+            outcome = Outcome(FAILED_UNRECORDED, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
         finally:
             self._in_process = False
         self._tables_stale = True
@@ -370,5 +378,6 @@ def serve(cfg: WatchConfig, make_processor: Callable[[], Processor], stop: threa
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
                 feed.stop()
+                processor.close()
         finally:
             journal.close()

@@ -2,7 +2,8 @@
 
 The daemon decodes each file itself (after the structural completeness
 check) and hands the decoded image to `pipeline.process_decoded`, so a file
-is read once. An incomplete or undecodable file is not recorded until its
+is read once; during a burst the next file is checked and decoded in a
+worker thread while the current one is segmented (one file ahead at most). An incomplete or undecodable file is not recorded until its
 last attempt: until then it is only "not yet", and `images.csv` does not list
 a failure that a retry may clear. The content hash travels into each record's
 `source`, which is what lets a restart recognise work finished just before a
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from ..pipeline import RunConfig, process_decoded, rebuild_tables, write_failure
-from ..reader import InputItem, decode
+from ..reader import Decoded, InputItem, decode
 from ..segmenter import Segmenter
 from ..writers import atomic_write_bytes
 from ..writers.run_info import run_info
@@ -56,6 +58,36 @@ class Processor(Protocol):
 
     def write_run_json(self, journal: Journal, watch: dict, interrupted: bool = False) -> None: ...
 
+    def prefetch(self, path: Path, key: str) -> None:
+        """Hint: `path` is probably next; start reading it (may be ignored)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _prepare(path: Path, key: str) -> tuple[Decoded | None, str | None]:
+    """Completeness check + decode: (decoded, None) or (None, why it is not a usable image yet)."""
+    try:
+        check_complete(path)
+    except Incomplete as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"cannot read file: {exc.strerror or exc}"
+    decoded = decode(InputItem(Path(path), key))
+    if decoded.error is not None:
+        decoded.close()
+        return None, decoded.error
+    return decoded, None
+
+
+def _close_prepared(future: Future) -> None:
+    try:
+        decoded, _ = future.result()
+    except Exception:  # noqa: BLE001 - a dropped read-ahead must never disturb the daemon
+        return
+    if decoded is not None:
+        decoded.close()
+
 
 class PipelineProcessor:
     """The real thing: the model is loaded once here and stays warm."""
@@ -65,21 +97,38 @@ class PipelineProcessor:
         self.segmenter = segmenter or Segmenter(config.model_dir, config.backend, config.device, config.batch, config.tile)
         self._started = time.time()
         self._timings: dict[str, float] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mito-watch-read")
+        self._ahead: tuple[str, str, Future] | None = None
 
     def key(self, rel: str) -> str:
         return rel  # `reader`'s rule: the POSIX path relative to the input root, here IN_DIR
 
+    def prefetch(self, path: Path, key: str) -> None:
+        self._drop_ahead()
+        self._ahead = (str(path), key, self._pool.submit(_prepare, Path(path), key))
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead[2].add_done_callback(_close_prepared)
+            self._ahead = None
+
+    def _prepared(self, path: Path, key: str) -> tuple[Decoded | None, str | None]:
+        """The read-ahead result if it is for this file, else read now. Safe: the daemon checks size and
+        mtime before and after processing, so a file that changed since the read-ahead is redone."""
+        if self._ahead is not None and self._ahead[:2] == (str(path), key):
+            future, self._ahead = self._ahead[2], None
+            return future.result()
+        self._drop_ahead()
+        return _prepare(Path(path), key)
+
+    def close(self) -> None:
+        self._drop_ahead()
+        self._pool.shutdown(wait=True)
+
     def process(self, path: Path, key: str, sha256: str, final: bool) -> Outcome:
-        try:
-            check_complete(path)
-        except Incomplete as exc:
-            return self._not_yet(path, key, sha256, str(exc), final)
-        except OSError as exc:
-            return self._not_yet(path, key, sha256, f"cannot read file: {exc.strerror or exc}", final)
-        decoded = decode(InputItem(Path(path), key))
-        if decoded.error is not None:
-            decoded.close()
-            return self._not_yet(path, key, sha256, decoded.error, final)
+        decoded, error = self._prepared(path, key)
+        if decoded is None:
+            return self._not_yet(path, key, sha256, error or "unreadable", final)
         result = process_decoded(decoded, self.segmenter, self.out_dir, self.config, source={"sha256": sha256})
         for stage, s in result.timings.items():
             self._timings[stage] = self._timings.get(stage, 0.0) + s

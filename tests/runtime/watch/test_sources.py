@@ -1,5 +1,4 @@
 """Scanning IN_DIR: filters, recursion, no symlinks, nothing outside the folder; events and polling wake the daemon."""
-import os
 import time
 
 import pytest
