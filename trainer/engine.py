@@ -143,6 +143,9 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_me
     items = load_dataset(Path(cfg.data), cfg.format)
     if not items:
         raise ValueError(f"{cfg.data}: no labelled images found")
+    n_problems = sum(len(it.problems) for it in items)
+    if n_problems:
+        on_message(f"{n_problems} data warnings (overlaps, clipped polygons, ...): see mito-train --data {cfg.data} --check-data")
     train_items, val_items = split_by_block(items, cfg.val_last, cfg.val_fraction)
     norm = Normalization()
     train_scaled = scale_dataset(train_items, norm, cfg.pixel_size_nm, cfg.input_pixel_size_nm, cfg.default_input_pixel_size_nm)
