@@ -134,6 +134,9 @@ def _status(argv: list[str]) -> int:
     except JournalError as exc:
         print(f"mito-watch status: {exc}", file=sys.stderr)
         return 1
+    except (sqlite3.Error, OSError) as exc:
+        print(f"mito-watch status: {args.out_dir}: cannot read the journal: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(st.to_dict(), indent=2) if args.json else format_status(st))
     return 0
 

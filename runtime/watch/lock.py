@@ -90,7 +90,10 @@ def is_locked(out_dir: Path) -> bool:
     path = Path(out_dir) / LOCK_NAME
     if not path.exists():
         return False
-    fd = os.open(path, os.O_RDWR)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except PermissionError:  # `status` run by a user who may only read OUT_DIR (flock works on read-only fds)
+        fd = os.open(path, os.O_RDONLY)
     try:
         if _try_lock(fd):
             _unlock(fd)
