@@ -54,6 +54,9 @@ class _TimedBackend:
         self.inner, self.seconds = backend, 0.0
         self.name, self.tile, self.batch = backend.name, backend.tile, backend.batch
 
+    def __getattr__(self, name):  # everything else (e.g. `tiles_per_call`, which keeps CUDA streams full) as the backend has it
+        return getattr(self.inner, name)
+
     def infer(self, tiles):
         t0 = time.perf_counter()
         try:

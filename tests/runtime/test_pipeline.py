@@ -214,3 +214,33 @@ def test_full_frame_4864x3704(tiny_model_dir, tmp_path):
     labels = tifffile.imread(out / "labels/frame.tif.tif")
     assert labels.shape == (3704, 4864)
     assert len(_csv(out / "objects.csv")) == labels.max() == summary.n_objects
+
+
+def test_timing_wrapper_keeps_the_backends_hints():
+    """`segment_scaled` sizes its calls by `tiles_per_call` (CUDA stream overlap): timing must not hide it."""
+    from mitotally.runtime.segmenter import _TimedBackend
+
+    class Stub:
+        name, tile, batch, tiles_per_call = "stub", 8, 2, 16
+
+        def infer(self, tiles):
+            return [None] * len(tiles)
+
+    timed = _TimedBackend(Stub())
+    assert getattr(timed, "tiles_per_call", timed.batch) == 16 and len(timed.infer(np.zeros((3, 8, 8)))) == 3
+    assert timed.seconds >= 0
+
+
+@pytest.mark.slow
+def test_real_images_end_to_end(shared_data, segmenter, tmp_path):
+    """Real Lucchi PNG slices and seed-cardiac RGB JPEGs (plumbing: the tiny model's detections are arbitrary)."""
+    files = sorted((shared_data / "lucchi/train/images").iterdir())[:2] + sorted((shared_data / "seed-cardiac/Images").iterdir())[:1]
+    items = discover_inputs(files)  # named files: keys relative to their deepest common folder
+    assert [i.key for i in items] == [f"lucchi/train/images/{files[0].name}", f"lucchi/train/images/{files[1].name}",
+                                      f"seed-cardiac/Images/{files[2].name}"]
+    summary = run(items, segmenter, tmp_path / "out", RunConfig(pixel_size_nm=1.25))  # 1-2 tiles each
+    assert [r.status for r in summary.results] == ["ok"] * 3, [r.error for r in summary.results]
+    images = _csv(tmp_path / "out/images.csv")
+    assert {(r["width"], r["height"]) for r in images} == {("1024", "768"), ("1216", "816")}
+    coco = COCO(str(tmp_path / "out/predictions.json"))
+    assert len(coco.getAnnIds()) == summary.n_objects == len(_csv(tmp_path / "out/objects.csv"))
