@@ -270,6 +270,7 @@ class RunSummary:
     timings: dict[str, float]  # seconds per stage, summed over processed inputs
     wall_s: float
     interrupted: bool = False
+    table_error: str = ""  # set when the tables or run.json could not be written (per-image outputs are intact)
 
     @property
     def failed(self) -> list[ImageResult]:
@@ -310,9 +311,12 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
         interrupted = True
         raise
     finally:
-        rebuild_tables(out_dir)
         summary = RunSummary(results, totals, time.perf_counter() - t0, interrupted)
-        write_run_json(out_dir, segmenter, config, summary)
+        try:
+            rebuild_tables(out_dir)
+            write_run_json(out_dir, segmenter, config, summary)
+        except OSError as exc:  # e.g. the disk filled up: the records are intact, a rerun rebuilds the tables
+            summary.table_error = f"cannot write the tables in {out_dir}: {exc.strerror or exc}"
     return summary
 
 

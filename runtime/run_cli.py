@@ -48,6 +48,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     from .backends.select import BACKEND_NAMES
 
@@ -63,11 +69,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="model folder (model.json + model.safetensors, from mito-train); default: the model shipped with mitotally")
     p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                    help="inference engine; auto picks the fastest available and run.json says why (default: auto)")
-    p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",
+    p.add_argument("--device", default="auto", type=_device, metavar="{auto,cpu,cuda,cuda:N}",
                    help="where to run the model; auto = cuda when a GPU is visible, else cpu (default: auto)")
     p.add_argument("--pixel-size", type=_pixel_size, metavar="SIZE",
                    help="pixel size of every input, overriding file metadata, e.g. 4.2nm or 0.0042um. Without it, "
-                        "the file's ImageJ/OME/TIFF resolution is used; files without one are measured in px only")
+                        "the file's ImageJ/OME/TIFF resolution is used; files without one are measured in px only "
+                        "(and rescaled for the model as if at the model's default input pixel size)")
     p.add_argument("--recursive", "-r", action="store_true", help="also process images in subfolders of folder INPUTs")
     p.add_argument("--overwrite", action="store_true", help="redo inputs that already have finished results in OUT")
     p.add_argument("--batch", type=_positive, metavar="N", help="tiles per inference call (default: the backend's)")
@@ -139,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"mito-run: interrupted; finished images are kept in {out} (rerun to continue)", markup=False)
         return 130
     reporter.summary(summary, out)
-    return 0 if not summary.failed else 1
+    if summary.table_error:
+        err.print(f"mito-run: error: {summary.table_error} (rerun to rebuild them)", markup=False)
+    return 0 if not summary.failed and not summary.table_error else 1
 
 
 class RunReporter:

@@ -240,3 +240,36 @@ def test_huge_20000x20000_image_is_tiled_with_bounded_memory(tiny_model_dir, tmp
     with tifffile.TiffFile(tmp_path / "out/labels/huge.tif.tif") as tif:
         assert tif.series[0].shape == (20000, 20000)
     assert peak_gb < 3.0, f"peak memory {peak_gb:.1f} GB"  # input 0.4 + labels 0.8 + torch/model; float32 copy alone: 1.6
+
+
+def test_disk_full_fails_that_image_and_goes_on(model_dir, tmp_path, monkeypatch):
+    """A write error (simulated ENOSPC on one label image) fails that input only, with its cause."""
+    from mitotally.runtime import pipeline
+
+    paths = _three_good(tmp_path / "in")
+    real = pipeline.write_labels
+
+    def full_disk(path, *a, **k):
+        if Path(path).name == "1.tif.tif":
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(pipeline, "write_labels", full_disk)
+    out = tmp_path / "out"
+    summary = run(discover_inputs([paths[0].parent]), Segmenter(model_dir, backend="torch", device="cpu"), out, RunConfig())
+    assert [r.status for r in summary.results] == ["ok", "failed", "ok"]
+    assert summary.results[1].error == f"cannot write outputs: No space left on device: {out / 'labels' / '1.tif.tif'}"
+    assert not (out / "overlays" / "1.tif.png").exists()  # nothing half-done is left behind
+
+
+def test_tables_unwritable_is_reported_not_a_crash(model_dir, tmp_path, monkeypatch, capsys):
+    from mitotally.runtime import pipeline
+
+    def no_space(out_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "rebuild_tables", no_space)
+    rc = main([str(_three_good(tmp_path / "in")[0].parent), "-o", str(tmp_path / "out"), "--model", str(model_dir), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "cannot write the tables" in err and "No space left on device" in err
+    assert len(list((tmp_path / "out/records").glob("*.json"))) == 3  # per-image results are all there

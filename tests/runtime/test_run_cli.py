@@ -53,6 +53,7 @@ def test_help_explains_every_option_with_an_example(capsys):
     (["--pixel-size", "0um"], "must be positive"),
     (["--batch", "0"], "at least 1"),
     (["--backend", "magic"], "invalid choice"),
+    (["--device", "gpu"], "expected auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_options_exit_2(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
