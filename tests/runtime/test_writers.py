@@ -100,7 +100,7 @@ def test_overlay_png(rng):
     labels[2000:2600, 1000:1500] = 2
     image = rng.integers(0, 65535, labels.shape).astype(np.uint16)
     png = Image.open(io.BytesIO(render_overlay(image, labels, max_side=600)))
-    assert png.size == (400, 600) and png.mode == "RGB"
+    assert png.size == (400, 600) and png.mode == "RGB"  # shrunk 5x: the smallest whole factor to fit 600
     arr = np.asarray(png)
     coloured = (arr.max(-1).astype(int) - arr.min(-1)) > 60  # outlines and numbers are coloured, the image is gray
     assert coloured[20:80, 40:120].any() and coloured[400:520, 200:300].any()
