@@ -18,7 +18,8 @@ import torch
 
 from ..runtime.backends.tensorrt_backend import TensorRTBackend, TensorRTUnavailable
 from ..runtime.backends.torch_backend import TorchBackend, Trunk
-from ..runtime.manifest import MANIFEST, WEIGHTS, Manifest, atomic_write_bytes, load_model, weights_sha256
+from ..runtime.manifest import MANIFEST, WEIGHTS, Manifest, load_model, weights_sha256
+from ..runtime.writers.atomic import atomic_write_bytes
 from .onnx_export import MIN_OPSET, ONNX_FILE, OnnxExport, onnx_bytes, write_trunk
 from .tensorrt_build import build_and_record, record_export
 from .verify import Verification, VerifyImage, backend_agreement, load_images, synthetic_images, verify_export

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..runtime.backends.torch_backend import INPUT_NAME, Trunk
-from ..runtime.manifest import atomic_write_bytes
+from ..runtime.writers.atomic import atomic_write_bytes
 
 ONNX_FILE = "trunk.onnx"
 MIN_OPSET = 17

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from ..runtime.backends.tensorrt_backend import TensorRTUnavailable, TrtEnvironment, tensorrt_environment
-from ..runtime.manifest import MANIFEST, atomic_write_bytes, load_manifest
+from ..runtime.manifest import MANIFEST, load_manifest
+from ..runtime.writers.atomic import atomic_write_bytes
 
 ENGINE_FILE = "trunk.fp16.engine"
 TIMING_CACHE_FILE = "trunk.timing.cache"

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .model import ModelConfig, build_model
+from .writers.atomic import atomic_write_bytes, temp_path
 from .normalize import Normalization
 
 MANIFEST = "model.json"
@@ -62,36 +61,13 @@ class Manifest:
         return replace(self, **changes)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_model(directory: Path, manifest: Manifest, state_dict: dict[str, torch.Tensor], fp16: bool = False) -> Path:
     """Write weights and manifest atomically; FP16 storage halves the file, weights load back as FP32."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".weights.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, directory / WEIGHTS)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with temp_path(directory / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     atomic_write_bytes(directory / MANIFEST, json.dumps(manifest.to_dict(), indent=2).encode())
     return directory
 

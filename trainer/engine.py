@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..runtime.manifest import Manifest, atomic_write_bytes, save_model
+from ..runtime.manifest import Manifest, save_model
 from ..runtime.model import ModelConfig, adapt_state_dict, build_model
 from ..runtime.normalize import Normalization
 from .augment import AugmentConfig, augment

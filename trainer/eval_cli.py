@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_report(report, console, args.per_image)
     if args.out:
-        from ..runtime.manifest import atomic_write_bytes
+        from ..runtime.writers.atomic import atomic_write_bytes
 
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
