@@ -42,22 +42,13 @@ def _seconds(text: str) -> float:
 
 
 def _pixel_size(text: str) -> float:
-    """'4.2', '4.2nm', '0.0042um' -> nanometres."""
-    units = {"nm": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3}
-    t = text.strip().lower()
-    for unit, scale in units.items():
-        if t.endswith(unit):
-            t, factor = t[: -len(unit)], scale
-            break
-    else:
-        factor = 1.0
+    """'4.2', '4.2nm', '0.0042um' -> nanometres (the same parser as mito-run)."""
+    from ..image_io import parse_pixel_size
+
     try:
-        value = float(t) * factor
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a pixel size such as 4.2nm or 0.0042um") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: pixel size must be > 0")
-    return value
+        return parse_pixel_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def watch_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ def temp_path(path: Path) -> Iterator[Path]:
     try:
         os.chmod(tmp, _MODE)
         yield Path(tmp)
+        os.chmod(tmp, _MODE)  # again: some libraries recreate the file they are given
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
