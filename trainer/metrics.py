@@ -134,33 +134,19 @@ def median_area_error(matches: list[ImageMatch], thr: float = 0.5) -> float:
 
 
 def rle_from_crop(offset: tuple[int, int], mask: np.ndarray, shape: tuple[int, int]) -> dict:
-    """Compressed COCO RLE of a mask crop placed at `offset` in an image of `shape`, without a full-size array."""
-    from pycocotools import mask as mask_utils
+    """Compressed COCO RLE of a mask crop at `offset`, clipped to an image of `shape` (no full-size array).
+
+    The encoding itself is the one `mito-run` writes predictions with (`runtime.writers.coco.crop_rle`).
+    """
+    from ..runtime.writers.coco import crop_rle
 
     H, W = shape
     r, c = int(offset[0]), int(offset[1])
     r0, c0 = max(r, 0), max(c, 0)
     r1, c1 = min(r + mask.shape[0], H), min(c + mask.shape[1], W)
     if r1 <= r0 or c1 <= c0:
-        counts = [H * W]
-    else:
-        cols = np.zeros((H, c1 - c0), np.uint8)
-        cols[r0:r1] = mask[r0 - r : r1 - r, c0 - c : c1 - c]
-        flat = cols.ravel(order="F")  # COCO runs go down columns
-        edges = np.flatnonzero(np.diff(flat)) + 1
-        runs = np.diff(np.concatenate([[0], edges, [len(flat)]])).tolist()
-        if flat[0]:
-            runs.insert(0, 0)
-        runs[0] += c0 * H
-        tail = (W - c1) * H
-        if len(runs) % 2 == 1:  # ends on a background run
-            runs[-1] += tail
-        elif tail:
-            runs.append(tail)
-        counts = runs
-    rle = mask_utils.frPyObjects({"counts": counts, "size": [H, W]}, H, W)
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
+        return crop_rle((0, 0), np.zeros((0, 0), bool), shape)
+    return crop_rle((r0, c0), mask[r0 - r : r1 - r, c0 - c : c1 - c], shape)
 
 
 def label_instances(labels: np.ndarray) -> Instances:
