@@ -7,6 +7,7 @@ trunk, and I/O binding hands torch CUDA tensors to it without host copies.
 """
 from __future__ import annotations
 
+
 from pathlib import Path
 from typing import Sequence
 
@@ -76,6 +77,9 @@ class OnnxRuntimeBackend:
         self.heads = Heads(self.model, levels, tile)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ONNX Runtime's workers spin after each run by default; on a few cores they then steal the CPU
+        # the torchvision heads need right after the trunk (measured: the ORT path fell behind torch)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
