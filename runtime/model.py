@@ -6,8 +6,7 @@ would rescale every tile to `min_size=800`) is replaced by the identity.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from functools import partial
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn

@@ -19,25 +19,14 @@ from mitotally.runtime.pipeline import RunConfig
 from mitotally.runtime.watch import cli
 from mitotally.runtime.watch.config import WatchConfig
 from mitotally.runtime.watch.daemon import serve
-from mitotally.runtime.watch.journal import DONE, PROCESSING, Journal, JournalError, journal_path
+from mitotally.runtime.watch.journal import DONE, PROCESSING, Journal, journal_path
 from mitotally.runtime.watch.processor import PipelineProcessor
 from mitotally.runtime.watch.status import format_status, read_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from watchkit import ThresholdSegmenter, frame, sha256  # noqa: E402
+from watchkit import ThresholdSegmenter, frame, journal_rows, sha256  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kill -9 / SIGTERM are POSIX")
-
-
-def journal_rows(out_dir: Path):
-    try:
-        j = Journal(journal_path(out_dir), readonly=True)
-    except JournalError:
-        return {}
-    try:
-        return {r.rel: r for r in j.rows()}
-    finally:
-        j.close()
 
 
 def n_done(out_dir: Path) -> int:

@@ -27,7 +27,7 @@ from mitotally.runtime.watch.processor import PipelineProcessor
 from mitotally.runtime.watch.status import format_status, read_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from watchkit import DaemonThread, ThresholdSegmenter, frame, sha256, tiff_bytes, wait_for, write_slowly  # noqa: E402
+from watchkit import DaemonThread, ThresholdSegmenter, frame, journal_rows, sha256, tiff_bytes, wait_for, write_slowly  # noqa: E402
 
 
 def config(in_dir: Path, out_dir: Path, **kw) -> WatchConfig:
@@ -46,17 +46,6 @@ def counts(out_dir: Path) -> dict[str, int]:
         return dict.fromkeys((SEEN, "processing", DONE, FAILED), 0)
     try:
         return j.counts()
-    finally:
-        j.close()
-
-
-def journal_rows(out_dir: Path):
-    try:
-        j = Journal(journal_path(out_dir), readonly=True)
-    except JournalError:
-        return {}
-    try:
-        return {r.rel: r for r in j.rows()}
     finally:
         j.close()
 

@@ -15,6 +15,7 @@ from conftest import ellipse_labels, render_em_like  # noqa: E402
 
 from mitotally.runtime.instances import Instances  # noqa: E402
 from mitotally.runtime.segmenter import Segmentation, Segmenter  # noqa: E402
+from mitotally.runtime.watch.journal import Journal, JournalError, journal_path  # noqa: E402
 
 
 class ThresholdSegmenter(Segmenter):
@@ -101,3 +102,15 @@ def wait_for(predicate, timeout: float, what: str, daemon: DaemonThread | None =
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def journal_rows(out_dir: Path) -> dict:
+    """The journal's rows by relative path, read-only; {} when there is no journal yet."""
+    try:
+        j = Journal(journal_path(out_dir), readonly=True)
+    except JournalError:
+        return {}
+    try:
+        return {r.rel: r for r in j.rows()}
+    finally:
+        j.close()
