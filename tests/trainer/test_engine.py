@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +12,6 @@ from synthetic import write_yolo_dataset  # noqa: E402
 
 from mitotally.runtime.backends.torch_backend import TorchBackend
 from mitotally.runtime.manifest import load_model
-from mitotally.runtime.image_io import read_image
 from mitotally.runtime.normalize import normalize
 from mitotally.runtime.segment import segment_scaled
 from mitotally.trainer.config import TrainConfig
