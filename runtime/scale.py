@@ -70,10 +70,3 @@ def _axis_weights(start: int, length: int, n_in: int, n_out: int) -> tuple[int, 
     o1 = min(n_out, int(np.ceil((start + length + 1) / s)))
     x = np.clip((np.arange(o0, o1, dtype=np.float64) + 0.5) * s - 0.5, 0, n_in - 1)[:, None]
     return o0, o1, np.clip(1 - np.abs(x - src[None, :]), 0, None).astype(np.float32)
-
-
-def rescale_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
-    if size[0] <= array.shape[0] and size[1] <= array.shape[1]:
-        return F.interpolate(t, size=size, mode="area")[0, 0].numpy()
-    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
