@@ -156,7 +156,10 @@ def test_replaced_file_is_reprocessed_and_old_results_replaced(tmp_path, tiny_mo
     # the same bytes written again (a re-copy): not processed a third time
     time.sleep(0.05)
     (in_dir / "x.tif").write_bytes((in_dir / "x.tif").read_bytes())
-    wait_for(lambda: journal_rows(out)["x.tif"].mtime_ns == (in_dir / "x.tif").stat().st_mtime_ns, 60, "re-copy noted", daemon)
+    recopied_mtime = (in_dir / "x.tif").stat().st_mtime_ns
+    # noted first (state seen), then hashed and found unchanged (state done again): wait for both
+    wait_for(lambda: (journal_rows(out)["x.tif"].mtime_ns, journal_rows(out)["x.tif"].state) == (recopied_mtime, DONE),
+             60, "re-copy noted and found unchanged", daemon)
     assert daemon.stop() == 0
 
     row = journal_rows(out)["x.tif"]
