@@ -39,7 +39,7 @@ from mitotally.export.tensorrt_build import record_export
 from mitotally.runtime.backends.torch_backend import TorchBackend
 from mitotally.runtime.manifest import Manifest, load_model, save_model
 from mitotally.runtime.model import ModelConfig, build_model
-from mitotally.runtime.normalize import PAD_VALUE, normalize
+from mitotally.runtime.normalize import normalize
 from mitotally.runtime.paste import paste_detections
 from mitotally.runtime.scale import rescale_image
 from mitotally.runtime.tiling import TileGrid
@@ -83,7 +83,7 @@ def frame_tiles(frame: np.ndarray, manifest: Manifest, pixel_size: float, max_ti
     scaled = rescale_image(normalize(frame, manifest.normalization), pixel_size / manifest.pixel_size_nm)
     grid = TileGrid(scaled.shape, manifest.tile, manifest.overlap)
     tiles = grid.tiles[:max_tiles] if max_tiles else grid.tiles
-    return np.stack([grid.crop(scaled, t, PAD_VALUE) for t in tiles]).astype(np.float32)
+    return np.stack([grid.crop(scaled, t) for t in tiles]).astype(np.float32)
 
 
 def naive_runner(model: torch.nn.Module, manifest: Manifest, device: str) -> Callable[[np.ndarray], int]:

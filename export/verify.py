@@ -27,7 +27,7 @@ from ..runtime.backends.torch_backend import Trunk, TorchBackend
 from ..runtime.image_io import read_image
 from ..runtime.instances import Instances
 from ..runtime.manifest import Manifest
-from ..runtime.normalize import PAD_VALUE, normalize
+from ..runtime.normalize import normalize
 from ..runtime.scale import rescale_image
 from ..runtime.segment import segment_scaled
 from ..runtime.tiling import TileGrid
@@ -123,7 +123,7 @@ def first_tiles(image: VerifyImage, manifest: Manifest, tile: int, batch: int) -
     """The first `batch` tiles of an image (repeated when it has fewer), as the trunk sees them."""
     scaled, _ = prepare(image, manifest)
     grid = TileGrid(scaled.shape, tile, min(manifest.overlap, tile - 1))
-    tiles = [grid.crop(scaled, t, PAD_VALUE) for t in grid.tiles[:batch]]
+    tiles = [grid.crop(scaled, t) for t in grid.tiles[:batch]]
     return np.stack([tiles[i % len(tiles)] for i in range(batch)]).astype(np.float32)
 
 

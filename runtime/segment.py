@@ -10,7 +10,6 @@ import numpy as np
 
 from .backends import Backend
 from .instances import Instances
-from .normalize import PAD_VALUE
 from .paste import paste_detections
 from .stitch import keep_in_tile, merge_across_tiles
 from .tiling import TileGrid
@@ -32,9 +31,12 @@ def segment_scaled(
     overlap: int,
     score_threshold: float = 0.5,
     mask_threshold: float = 0.5,
-    fill: float = PAD_VALUE,
+    fill: float | None = None,
 ) -> Instances:
-    """Instances of `scaled` (model pixels) on the `out_shape` grid; see `stitch` for the seam rule."""
+    """Instances of `scaled` (model pixels) on the `out_shape` grid; see `stitch` for the seam rule.
+
+    An image smaller than a tile is padded by mirroring unless a constant `fill` is given (see `TileGrid.crop`).
+    """
     grid = TileGrid(scaled.shape, backend.tile, overlap)
     tiles = grid.tiles
     margin = overlap * CENTRE_MARGIN

@@ -10,7 +10,9 @@ from .config import TrainConfig
 EXAMPLES = """
 examples:
   mito-train --data ../shared/data/lucchi/train -o runs/lucchi --time-budget 2h --val-last 25
-  mito-train --data my_labels/ -o runs/mine --init models/lucchi-r18 --epochs 30   # fine-tune the shipped model
+  mito-train --data my_labels/ -o runs/mine --init models/em-mito-r18 --epochs 30  # fine-tune the shipped model
+  mito-train --data ../shared/data/lucchi/train --data my_labels/ --data-share 0.7 --data-share 0.3 \
+             --val-last 25 --val-last 2 -o runs/mixed --init models/em-mito-r18 --time-budget 1h  # mix two folders
   mito-train --data my_labels/ --check-data                                        # summary + problems, no training
   mito-train --data ../shared/data/lucchi/train -o runs/lucchi --resume --time-budget 1h
 """
@@ -27,7 +29,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mito-train", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = TrainConfig(data="", out="")
     p.add_argument("--config", help="TOML recipe with any of the options below (keys as in model.json's training.config); command-line options override it")
-    p.add_argument("--data", help="folder of labelled images (COCO JSON, mask folders, label images, ImageJ ROIs or YOLO polygons)")
+    p.add_argument("--data", action="append", help="folder of labelled images (COCO JSON, mask folders, label images, ImageJ ROIs or YOLO polygons); "
+                   "repeat to mix folders (each is split into train/validation on its own)")
+    p.add_argument("--data-share", dest="data_share", type=float, action="append",
+                   help="with several --data: fraction of training crops from each folder, in the same order (default: by image area)")
     p.add_argument("--format", default="auto", help="force the label format instead of detecting it (default: auto)")
     p.add_argument("--check-data", action="store_true", help="only read and validate the data; print a summary table and exit")
     p.add_argument("-o", "--out", help="output folder for model.safetensors, model.json, logs and checkpoints")
@@ -55,7 +60,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=d.weight_decay)
     t.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps (default: %(default)s)")
     t.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip (default: %(default)s)")
-    t.add_argument("--val-last", type=int, help="hold out the last N images by name (a block of slices) for validation")
+    t.add_argument("--val-last", type=int, action="append",
+                   help="hold out the last N images by name (a block of slices) for validation; with several --data, one value for all or one per folder")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction, help="else hold out this fraction, last by name (default: %(default)s)")
     t.add_argument("--val-every", type=int, help="validate every N steps (default: each epoch)")
     t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints (default: %(default)s)")
@@ -71,6 +77,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
     """Defaults < recipe file (--config) < options given on the command line."""
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
+    for key in ("data", "val_last"):  # repeatable options: a single value stays a scalar
+        if isinstance(values.get(key), list) and len(values[key]) == 1:
+            values[key] = values[key][0]
     if args.config:
         import tomllib
 
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_data:
         from .check import check_data
 
-        return check_data(args.data, args.format, args.input_pixel_size_nm)
+        return max(check_data(folder, args.format, args.input_pixel_size_nm) for folder in args.data or [])
     try:
         cfg = config_from_args(args, argv)
     except (ValueError, TypeError, OSError) as exc:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str
+    data: str | list[str]  # one labelled folder, or several mixed (see data_share, val_last)
     out: str
     format: str = "auto"
     backbone: str = "resnet18"
@@ -29,7 +29,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: int = 200
     grad_clip: float = 5.0
-    val_last: int | None = None  # hold out the last N images (by name): a block of slices
+    data_share: list[float] | None = None  # fraction of training crops from each data folder (default: by image area)
+    val_last: int | list[int] | None = None  # hold out the last N images (by name) of each folder: a block of slices
     val_fraction: float = 0.15
     val_every: int | None = None  # steps; default one epoch
     checkpoint_every: int = 100
@@ -40,6 +41,19 @@ class TrainConfig:
     threads: int | None = None
     min_instance_area: int = 6
     amp: bool = True
+
+    @property
+    def data_folders(self) -> list[str]:
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
+    def val_last_per_folder(self) -> list[int | None]:
+        """`val_last` for each data folder: one number applies to every folder, a list gives one each."""
+        n = len(self.data_folders)
+        if self.val_last is None or isinstance(self.val_last, int):
+            return [self.val_last] * n
+        if len(self.val_last) != n:
+            raise ValueError(f"val_last has {len(self.val_last)} values for {n} data folders")
+        return list(self.val_last)
 
     def to_dict(self) -> dict:
         return asdict(self)

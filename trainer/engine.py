@@ -129,6 +129,26 @@ def data_summary(items: list[LabelledImage]) -> dict:
     return {"images": len(items), "instances": int(sum(n)), "names": [it.name for it in items][:5] + (["..."] if len(items) > 5 else [])}
 
 
+def load_and_split(cfg: TrainConfig, on_message: Callable[[str], None]) -> tuple[list[LabelledImage], list[LabelledImage], list[int]]:
+    """Each data folder is read and split into its own train/validation blocks; returns which folder each training image came from."""
+    folders = cfg.data_folders
+    if cfg.data_share is not None and len(cfg.data_share) != len(folders):
+        raise ValueError(f"data_share has {len(cfg.data_share)} values for {len(folders)} data folders")
+    train_items, val_items, groups = [], [], []
+    for k, (folder, val_last) in enumerate(zip(folders, cfg.val_last_per_folder())):
+        items = load_dataset(Path(folder), cfg.format)
+        if not items:
+            raise ValueError(f"{folder}: no labelled images found")
+        n_problems = sum(len(it.problems) for it in items)
+        if n_problems:
+            on_message(f"{folder}: {n_problems} data warnings (overlaps, clipped polygons, ...): see mito-train --data {folder} --check-data")
+        tr, va = split_by_block(items, val_last, cfg.val_fraction)
+        train_items += tr
+        val_items += va
+        groups += [k] * len(tr)
+    return train_items, val_items, groups
+
+
 def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_message: Callable[[str], None] = print) -> Path:
     """Train and write OUT/model.safetensors + OUT/model.json (best by validation mask AP)."""
     out = Path(cfg.out)
@@ -140,18 +160,12 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_me
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    items = load_dataset(Path(cfg.data), cfg.format)
-    if not items:
-        raise ValueError(f"{cfg.data}: no labelled images found")
-    n_problems = sum(len(it.problems) for it in items)
-    if n_problems:
-        on_message(f"{n_problems} data warnings (overlaps, clipped polygons, ...): see mito-train --data {cfg.data} --check-data")
-    train_items, val_items = split_by_block(items, cfg.val_last, cfg.val_fraction)
+    train_items, val_items, train_groups = load_and_split(cfg, on_message)
     norm = Normalization()
     train_scaled = scale_dataset(train_items, norm, cfg.pixel_size_nm, cfg.input_pixel_size_nm, cfg.default_input_pixel_size_nm)
     val_scaled = scale_dataset(val_items, norm, cfg.pixel_size_nm, cfg.input_pixel_size_nm, cfg.default_input_pixel_size_nm)
     val_factors = [cfg.pixel_size_nm / input_pixel_size(it, cfg.input_pixel_size_nm, cfg.default_input_pixel_size_nm) for it in val_items]
-    weights = crop_weights(train_scaled)
+    weights = crop_weights(train_scaled, train_groups, cfg.data_share)
     steps_per_epoch = max(1, round(sum(s.image.size for s in train_scaled) / (cfg.crop**2 * cfg.batch)))
     total_steps = cfg.steps or (round(cfg.epochs * steps_per_epoch) if cfg.epochs else None)
     if total_steps is None and cfg.time_budget is None:

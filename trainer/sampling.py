@@ -63,6 +63,26 @@ def labels_to_target(labels: np.ndarray, min_area: int = 6) -> dict[str, torch.T
     }
 
 
-def crop_weights(items: list[ScaledImage]) -> np.ndarray:
+def crop_weights(items: list[ScaledImage], groups: list[int] | None = None, shares: list[float] | None = None) -> np.ndarray:
+    """Probability of drawing each image's crop: by area, and, with `shares`, group k gets shares[k] of all crops.
+
+    Shares let a few images of a new microscope count next to a large public set (e.g. 2 cardiac
+    frames beside 140 hippocampus slices would otherwise get 2% of the crops).
+    """
     area = np.array([it.image.size for it in items], np.float64)
-    return area / area.sum()
+    if shares is None:
+        return area / area.sum()
+    if groups is None or len(groups) != len(items):
+        raise ValueError("shares need a group index per image")
+    group_idx = np.asarray(groups)
+    n_groups = len(shares)
+    if min(shares) < 0 or sum(shares) <= 0:
+        raise ValueError(f"data shares must be >= 0 with a positive sum, not {shares}")
+    weights = np.zeros(len(items))
+    for k in range(n_groups):
+        in_k = group_idx == k
+        if in_k.any():
+            weights[in_k] = shares[k] * area[in_k] / area[in_k].sum()
+        elif shares[k] > 0:
+            raise ValueError(f"data folder {k + 1} has a share of crops but no training images")
+    return weights / weights.sum()

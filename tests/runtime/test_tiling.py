@@ -88,6 +88,22 @@ def test_image_smaller_than_a_tile_gets_one_padded_tile():
     assert (crop[50:] == -1).all() and (crop[:, 70:] == -1).all()
 
 
+def test_image_smaller_than_a_tile_is_mirrored_by_default():
+    """GroupNorm sees the whole tile: padding must look like image, not a flat band (see TileGrid.crop)."""
+    image = np.arange(50 * 70, dtype=np.float32).reshape(50, 70) + 1
+    grid = TileGrid(image.shape, 128, 32)
+    (t,) = grid.tiles
+    crop = grid.crop(image, t)
+    assert crop.shape == (128, 128) and crop.dtype == image.dtype
+    assert np.array_equal(crop[:50, :70], image)
+    assert np.array_equal(crop[50:100, :70], image[::-1])  # mirrored about the bottom edge
+    assert np.array_equal(crop[:50, 70:128], image[:, ::-1][:, :58])  # and about the right edge
+    assert np.array_equal(crop[100:, :70], image[:28])  # a pad longer than the image mirrors again
+    # a one-pixel-wide image still fills the tile
+    thin = grid.crop(image[:, :1], TileGrid((50, 1), 128, 32).tiles[0])
+    assert thin.shape == (128, 128) and np.array_equal(thin[:50, 0], image[:, 0]) and (thin[:50] == image[:, :1]).all()
+
+
 def test_one_axis_smaller_than_a_tile():
     grid = TileGrid((60, 700), 128, 32)
     assert _starts(grid, 0) == [0]

@@ -28,3 +28,29 @@ def test_durations(text, seconds):
 def test_missing_data_is_a_clear_error(capsys):
     assert main([]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_repeated_data_and_val_last_become_lists_single_ones_stay_scalars():
+    argv = ["--data", "a", "--data", "b", "--data-share", "0.7", "--data-share", "0.3", "--val-last", "25", "--val-last", "1", "-o", "o"]
+    cfg = config_from_args(get_args_parser().parse_args(argv), argv)
+    assert (cfg.data, cfg.data_share, cfg.val_last) == (["a", "b"], [0.7, 0.3], [25, 1])
+    assert cfg.data_folders == ["a", "b"] and cfg.val_last_per_folder() == [25, 1]
+    argv = ["--data", "a", "--val-last", "25", "-o", "o"]
+    cfg = config_from_args(get_args_parser().parse_args(argv), argv)
+    assert (cfg.data, cfg.val_last, cfg.data_share) == ("a", 25, None)
+    assert cfg.data_folders == ["a"] and cfg.val_last_per_folder() == [25]
+
+
+def test_recipe_may_list_several_data_folders(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('data = ["a", "b"]\nval_last = 3\nout = "o"\n')
+    argv = ["--config", str(recipe)]
+    cfg = config_from_args(get_args_parser().parse_args(argv), argv)
+    assert cfg.data_folders == ["a", "b"] and cfg.val_last_per_folder() == [3, 3]  # one number: each folder
+
+
+def test_val_last_list_must_match_the_folders():
+    from mitotally.trainer.config import TrainConfig
+
+    with pytest.raises(ValueError, match="2 values for 3 data folders"):
+        TrainConfig(data=["a", "b", "c"], out="o", val_last=[1, 2]).val_last_per_folder()

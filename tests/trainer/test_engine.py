@@ -74,3 +74,18 @@ def test_train_requires_a_duration(tmp_path, rng):
     data = write_yolo_dataset(tmp_path / "data", n_images=1, size=64, rng=rng, n_objects=1)
     with pytest.raises(ValueError, match="--steps"):
         train(TrainConfig(data=str(data), out=str(tmp_path / "o"), **TINY), on_message=lambda m: None)
+
+
+def test_each_data_folder_is_split_on_its_own(tmp_path, rng):
+    from mitotally.trainer.engine import load_and_split
+
+    a = write_yolo_dataset(tmp_path / "a", n_images=5, size=64, rng=rng, n_objects=2)
+    b = write_yolo_dataset(tmp_path / "b", n_images=3, size=64, rng=rng, n_objects=2)
+    cfg = TrainConfig(data=[str(a), str(b)], out=str(tmp_path / "o"), val_last=[2, 1], data_share=[0.5, 0.5])
+    train_items, val_items, groups = load_and_split(cfg, on_message=lambda m: None)
+    assert groups == [0, 0, 0, 1, 1]
+    names = sorted(it.name for it in load_dataset(a))
+    assert [it.name for it in train_items[:3]] == names[:3] and [it.name for it in val_items[:2]] == names[3:]
+    assert len(val_items) == 3  # the last 2 of a, the last 1 of b
+    with pytest.raises(ValueError, match="data_share has 1 values for 2 data folders"):
+        load_and_split(TrainConfig(data=[str(a), str(b)], out="o", data_share=[1.0]), on_message=lambda m: None)
