@@ -9,7 +9,7 @@ from .importers.types import LabelledImage
 from .metrics import coco_mask_ap, evaluate
 from .sampling import ScaledImage
 
-SCORE_CANDIDATES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SCORE_CANDIDATES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def validate(model: torch.nn.Module, scaled: list[ScaledImage], originals: list[LabelledImage], tile: int, overlap: int,

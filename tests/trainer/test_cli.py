@@ -54,3 +54,17 @@ def test_val_last_list_must_match_the_folders():
 
     with pytest.raises(ValueError, match="2 values for 3 data folders"):
         TrainConfig(data=["a", "b", "c"], out="o", val_last=[1, 2]).val_last_per_folder()
+
+
+def test_training_progress_prints_plain_lines_into_a_log_file(capsys):
+    """Under nohup (no terminal) rich shows nothing until the end: a line per minute of training instead."""
+    from mitotally.trainer.progress import TrainProgress
+
+    row = dict(step=1, loss=1.0, loss_mask=0.5, loss_classifier=0.2, loss_box_reg=0.2, loss_objectness=0.1, lr=1e-4,
+               total_steps=None, time_budget=600.0)
+    with TrainProgress() as progress:
+        for step, elapsed in ((1, 1.0), (2, 30.0), (3, 61.5), (4, 90.0)):
+            progress.update({**row, "step": step, "elapsed_s": elapsed})
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("step ")]
+    assert [ln.split(",")[0] for ln in lines] == ["step 1", "step 3"]
+    assert "of 10 min" in lines[1] and "loss 1.000" in lines[1]
