@@ -102,10 +102,12 @@ def load_checkpoint(out: Path, model, optimizer, rng: np.random.Generator) -> Tr
 
 
 def load_init(model, path: str) -> list[str]:
-    """Local weights for --init: one of our model folders/safetensors, or a torchvision .pth state dict."""
+    """Local weights for --init: one of our model folders/safetensors, one of our training checkpoints
+    (`OUT/checkpoints/last.pt`: weights only, a fresh optimiser), or a torchvision .pth state dict."""
     p = Path(path)
     if p.is_dir():
         p = p / "model.safetensors"
+    ours = p.suffix == ".safetensors" and (p.parent / "model.json").exists()
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -113,15 +115,12 @@ def load_init(model, path: str) -> list[str]:
     else:
         state = torch.load(p, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            ours = "config" in state and "step" in state  # written by save_checkpoint
             state = state["model"]
-    kept, skipped = adapt_state_dict(model, state, reinit_class_heads=not _same_classes(p))
+    # our own models already have the 2 classes: keep their heads when fine-tuning
+    kept, skipped = adapt_state_dict(model, state, reinit_class_heads=not ours)
     model.load_state_dict(kept, strict=False)
     return skipped
-
-
-def _same_classes(path: Path) -> bool:
-    """Our own models already have the 2 classes: keep their heads when fine-tuning."""
-    return path.suffix == ".safetensors" and (path.parent / "model.json").exists()
 
 
 def data_summary(items: list[LabelledImage]) -> dict:

@@ -89,3 +89,23 @@ def test_each_data_folder_is_split_on_its_own(tmp_path, rng):
     assert len(val_items) == 3  # the last 2 of a, the last 1 of b
     with pytest.raises(ValueError, match="data_share has 1 values for 2 data folders"):
         load_and_split(TrainConfig(data=[str(a), str(b)], out="o", data_share=[1.0]), on_message=lambda m: None)
+
+
+def test_init_from_our_checkpoint_or_model_keeps_every_tensor_and_a_foreign_state_dict_reinitialises_class_heads(tmp_path, rng):
+    from mitotally.runtime.model import build_model
+    from mitotally.trainer.engine import load_init, model_config_from
+
+    data = write_yolo_dataset(tmp_path / "data", n_images=1, size=64, rng=rng, n_objects=2)
+    cfg = _config(data, tmp_path / "run", steps=2, crop=64, val_last=0)
+    out = train(cfg, on_message=lambda m: None)
+    trained = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for source in (out / "checkpoints" / "last.pt", out):  # a checkpoint, a model folder
+        fresh = build_model(model_config_from(cfg), cfg.tile)
+        assert load_init(fresh, str(source)) == []
+        got = fresh.state_dict()
+        for key, value in trained.items():
+            torch.testing.assert_close(got[key], value, msg=f"{source}: {key}")
+    plain = tmp_path / "foreign.pth"  # a bare state dict, e.g. torchvision's: its class heads do not fit ours
+    torch.save(trained, plain)
+    skipped = load_init(build_model(model_config_from(cfg), cfg.tile), str(plain))
+    assert skipped and all("class-specific head" in s for s in skipped)
