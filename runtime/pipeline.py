@@ -46,6 +46,8 @@ class RunConfig:
     pixel_size_nm: float | None = None  # overrides every file's metadata
     batch: int | None = None  # tiles per inference call (None: the backend's default)
     tile: int | None = None  # tile side in model pixels (None: the manifest's)
+    score_threshold: float | None = None  # None: the manifest's
+    mask_threshold: float | None = None  # None: the manifest's
     overwrite: bool = False  # redo inputs that already have a finished record
     recursive: bool = False  # search subfolders of folder INPUTs
     quiet: bool = False  # no progress bar or summary (errors and warnings still print)

@@ -38,6 +38,16 @@ def _pixel_size(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -80,6 +90,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, metavar="N", help="tiles per inference call (default: the backend's)")
     p.add_argument("--tile", type=_positive, metavar="N",
                    help="tile side in model pixels (default: the model's; torch backend only)")
+    p.add_argument("--score-threshold", type=_fraction, metavar="S",
+                   help="keep detections scoring at least S (default: the model's, chosen on its validation images; "
+                        "detections under 0.05 are never kept)")
+    p.add_argument("--mask-threshold", type=_fraction, metavar="M",
+                   help="a pixel belongs to a mitochondrion where the mask probability is at least M; higher gives "
+                        "tighter outlines and smaller areas (default: the model's)")
     p.add_argument("--threads", type=_positive, metavar="N", help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--read-ahead", type=_positive, default=2, metavar="N",
                    help="images decoded ahead of inference; memory holds about N+1 decoded images (default: 2)")
@@ -127,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline import RunConfig
 
     config = RunConfig(model_dir=args.model, backend=args.backend, device=args.device, pixel_size_nm=args.pixel_size,
-                       batch=args.batch, tile=args.tile, overwrite=args.overwrite, recursive=args.recursive,
+                       batch=args.batch, tile=args.tile, score_threshold=args.score_threshold,
+                       mask_threshold=args.mask_threshold, overwrite=args.overwrite, recursive=args.recursive,
                        quiet=args.quiet, read_ahead=args.read_ahead, threads=args.threads, overlays=args.overlays)
     if config.threads:
         import torch
@@ -231,7 +248,8 @@ def _load(config, fail):
     from .segmenter import ModelNotFound, Segmenter
 
     try:
-        return Segmenter(config.model_dir, backend=config.backend, device=config.device, batch=config.batch, tile=config.tile)
+        return Segmenter(config.model_dir, backend=config.backend, device=config.device, batch=config.batch, tile=config.tile,
+                         score_threshold=config.score_threshold, mask_threshold=config.mask_threshold)
     except (ModelNotFound, BackendUnavailable) as e:
         return fail(str(e))
     except FileNotFoundError as e:

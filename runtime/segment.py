@@ -6,13 +6,15 @@ resolution), `factor` output pixels per model pixel.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .backends import Backend
-from .instances import Instances
+from .instances import Detections, Instances
 from .paste import paste_detections
 from .stitch import keep_in_tile, merge_across_tiles
-from .tiling import TileGrid
+from .tiling import Tile, TileGrid
 
 # How far (as a fraction of the overlap) a box centre may sit outside a tile's core and still be kept:
 # two tiles see an object on a seam from different crops, so their boxes differ by a pixel or two;
@@ -37,20 +39,43 @@ def segment_scaled(
 
     An image smaller than a tile is padded by mirroring unless a constant `fill` is given (see `TileGrid.crop`).
     """
+    tiles = infer_tiles(backend, scaled, overlap, fill)
+    return assemble(tiles, out_shape, factor, score_threshold, mask_threshold)
+
+
+@dataclass(frozen=True)
+class TileDetections:
+    """The raw detections of every tile of one image, before any threshold: so thresholds can be
+    chosen (validation) or changed without running the network again."""
+
+    grid: TileGrid
+    detections: list[tuple[Tile, Detections]]
+
+
+def infer_tiles(backend: Backend, scaled: np.ndarray, overlap: int, fill: float | None = None) -> TileDetections:
     grid = TileGrid(scaled.shape, backend.tile, overlap)
     tiles = grid.tiles
-    margin = overlap * CENTRE_MARGIN
-    parts: list[Instances] = []
-    windows: list[tuple[int, int, int, int]] = []
+    out: list[tuple[Tile, Detections]] = []
     per_call = getattr(backend, "tiles_per_call", backend.batch)  # enough tiles to keep CUDA streams busy
     for start in range(0, len(tiles), per_call):
         chunk = tiles[start : start + per_call]
         batch = np.stack([grid.crop(scaled, t, fill) for t in chunk])  # backends pad a short last batch
-        for tile, det in zip(chunk, backend.infer(batch)):
-            keep = (det.scores >= score_threshold) & keep_in_tile(det.boxes, tile, grid, margin, EDGE_TOLERANCE)
-            det = type(det)(det.boxes[keep], det.scores[keep], det.mask_probs[keep])
-            parts.append(paste_detections(det, (tile.row, tile.col), factor, out_shape, mask_threshold))
-            windows.append(_output_window(grid.window(tile), factor, out_shape))
+        out.extend(zip(chunk, backend.infer(batch)))
+    return TileDetections(grid, out)
+
+
+def assemble(tiles: TileDetections, out_shape: tuple[int, int], factor: float,
+             score_threshold: float = 0.5, mask_threshold: float = 0.5) -> Instances:
+    """Threshold, paste at `factor` output px per model px, and stitch across seams."""
+    grid = tiles.grid
+    margin = grid.overlap * CENTRE_MARGIN
+    parts: list[Instances] = []
+    windows: list[tuple[int, int, int, int]] = []
+    for tile, det in tiles.detections:
+        keep = (det.scores >= score_threshold) & keep_in_tile(det.boxes, tile, grid, margin, EDGE_TOLERANCE)
+        det = type(det)(det.boxes[keep], det.scores[keep], det.mask_probs[keep])
+        parts.append(paste_detections(det, (tile.row, tile.col), factor, out_shape, mask_threshold))
+        windows.append(_output_window(grid.window(tile), factor, out_shape))
     return merge_across_tiles(parts, windows=windows)
 
 

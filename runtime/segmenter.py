@@ -77,11 +77,17 @@ class Segmenter:
     """The model, loaded once, and the backend that runs it; `segment` keeps no per-image state."""
 
     def __init__(self, model_dir: Path | None = None, backend: str = "auto", device: str = "auto",
-                 batch: int | None = None, tile: int | None = None):
+                 batch: int | None = None, tile: int | None = None,
+                 score_threshold: float | None = None, mask_threshold: float | None = None):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         model, manifest = load_model(self.model_dir)
         if tile is not None and tile != manifest.tile:
             manifest = manifest.replace(tile=tile)
+        # user overrides of the validation-chosen thresholds; run.json records the values used
+        if score_threshold is not None:
+            manifest = manifest.replace(score_threshold=score_threshold)
+        if mask_threshold is not None:
+            manifest = manifest.replace(mask_threshold=mask_threshold)
         opts = BackendOptions(device=None if device == "auto" else device, batch=batch)
         selection = select_backend(self.model_dir, backend, opts, model=model, manifest=manifest)
         if tile is not None and selection.backend.tile != tile:

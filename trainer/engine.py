@@ -204,11 +204,11 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_me
         state.history.append(metrics)
         with open(log_path, "a") as f:
             f.write(json.dumps(metrics) + "\n")
-        on_message(f"step {state.step}: val mask AP {metrics['mask_AP']:.3f} AP50 {metrics['mask_AP50']:.3f} F1@0.5 {metrics['f1@0.5']:.3f} (score>={metrics['score_threshold']})")
+        on_message(f"step {state.step}: val mask AP {metrics['mask_AP']:.3f} AP50 {metrics['mask_AP50']:.3f} F1@0.5 {metrics['f1@0.5']:.3f} (score>={metrics['score_threshold']}, mask>={metrics['mask_threshold']})")
         if metrics["mask_AP"] > state.best_ap:
             state.best_ap = metrics["mask_AP"]
             manifest = base_manifest.replace(metrics={k: v for k, v in metrics.items() if k != "count_error"},
-                                             score_threshold=metrics["score_threshold"])
+                                             score_threshold=metrics["score_threshold"], mask_threshold=metrics["mask_threshold"])
             save_model(out, manifest, model.state_dict())
 
     t_last = time.monotonic()

@@ -54,6 +54,8 @@ def test_help_explains_every_option_with_an_example(capsys):
     (["--batch", "0"], "at least 1"),
     (["--backend", "magic"], "invalid choice"),
     (["--device", "gpu"], "expected auto, cpu, cuda or cuda:N"),
+    (["--score-threshold", "1.5"], "between 0 and 1"),
+    (["--mask-threshold", "half"], "expected a number between 0 and 1"),
 ])
 def test_bad_options_exit_2(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
@@ -125,3 +127,24 @@ def test_interrupt_keeps_finished_images_and_tables(model_dir, tmp_path, capsys,
     monkeypatch.setattr(pipeline, "process_decoded", real)
     assert main([str(inp), "-o", str(tmp_path / "out"), "--model", str(model_dir), "-q"]) == 0  # the rerun finishes
     assert [r["image"] for r in _rows(tmp_path / "out/images.csv")] == ["f0.tif", "f1.tif", "f2.tif"]
+
+
+def test_threshold_overrides_change_the_result_and_are_recorded(model_dir, tmp_path):
+    """A stricter score threshold keeps a subset; a higher mask threshold gives smaller areas; run.json says which were used."""
+    inp = _frames(tmp_path / "in", 1)
+    base_thr = json.loads((model_dir / "model.json").read_text())["score_threshold"]
+    assert main([str(inp), "-o", str(tmp_path / "base"), "--model", str(model_dir), "-q"]) == 0
+    base = _rows(tmp_path / "base/objects.csv")
+    assert len(base) >= 2
+    scores = sorted(float(r["score"]) for r in base)
+    strict = (scores[0] + scores[-1]) / 2
+    assert main([str(inp), "-o", str(tmp_path / "strict"), "--model", str(model_dir), "-q", "--score-threshold", str(strict)]) == 0
+    kept = _rows(tmp_path / "strict/objects.csv")
+    assert 0 < len(kept) < len(base) and all(float(r["score"]) >= strict for r in kept)
+    assert main([str(inp), "-o", str(tmp_path / "tight"), "--model", str(model_dir), "-q", "--mask-threshold", "0.9"]) == 0
+    tight = _rows(tmp_path / "tight/objects.csv")
+    area = lambda rows: sum(float(r["area_px"]) for r in rows)  # noqa: E731
+    assert area(tight) < area(base)
+    runs = {name: json.loads((tmp_path / name / "run.json").read_text())["model"] for name in ("base", "strict", "tight")}
+    assert (runs["base"]["score_threshold"], runs["base"]["mask_threshold"]) == (base_thr, 0.5)
+    assert runs["strict"]["score_threshold"] == strict and runs["tight"]["mask_threshold"] == 0.9
