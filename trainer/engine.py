@@ -107,15 +107,15 @@ def load_init(model, path: str) -> list[str]:
     p = Path(path)
     if p.is_dir():
         p = p / "model.safetensors"
-    ours = p.suffix == ".safetensors" and (p.parent / "model.json").exists()
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(p))
+        ours = (p.parent / "model.json").exists()
     else:
         state = torch.load(p, map_location="cpu", weights_only=True)
+        ours = isinstance(state, dict) and "config" in state and "step" in state  # written by save_checkpoint
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            ours = "config" in state and "step" in state  # written by save_checkpoint
             state = state["model"]
     # our own models already have the 2 classes: keep their heads when fine-tuning
     kept, skipped = adapt_state_dict(model, state, reinit_class_heads=not ours)

@@ -75,14 +75,13 @@ def crop_weights(items: list[ScaledImage], groups: list[int] | None = None, shar
     if groups is None or len(groups) != len(items):
         raise ValueError("shares need a group index per image")
     group_idx = np.asarray(groups)
-    n_groups = len(shares)
     if min(shares) < 0 or sum(shares) <= 0:
         raise ValueError(f"data shares must be >= 0 with a positive sum, not {shares}")
     weights = np.zeros(len(items))
-    for k in range(n_groups):
+    for k, share in enumerate(shares):
         in_k = group_idx == k
         if in_k.any():
-            weights[in_k] = shares[k] * area[in_k] / area[in_k].sum()
-        elif shares[k] > 0:
+            weights[in_k] = share * area[in_k] / area[in_k].sum()
+        elif share > 0:
             raise ValueError(f"data folder {k + 1} has a share of crops but no training images")
     return weights / weights.sum()
