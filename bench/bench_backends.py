@@ -10,6 +10,10 @@ instance masks at tile resolution, score >= the manifest's threshold.
 - torch: our backend (no resize, static batches, score filter before the mask
   head, 28x28 mask probabilities pasted by `runtime.paste`);
 - onnxruntime: the exported trunk in ONNX Runtime, same heads;
+- onnxruntime INT8 (CPU): the INT8 trunk of `mito-export --int8`, copied from
+  the model folder when it was quantized from the same trunk, else calibrated
+  here on the benchmark's own tiles (speed only: its accuracy is measured by
+  `bench/eval_model.py --precision int8` on held-out real images);
 - on CUDA also torch FP32 eager, torch FP16 + channels_last on 2 streams, and
   TensorRT FP16 when TensorRT is installed.
 
@@ -170,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"torch backend FP32, batch {batch}"] = backend_runner(TorchBackend(load_model(model_dir)[0], manifest.tile, batch, "cpu", manifest.score_threshold), manifest)
         entry = export_trunk(model, model_dir, manifest.tile, batch)
         record_export(model_dir, "onnx", entry.to_dict())
+        if not on_cuda:
+            _int8_into(model_dir, args.model, entry, np.concatenate(frames)[:16], batch)
         rows.update(_exported_rows(model_dir, args, batch, on_cuda))
         results = time_rows(rows, frames)
     finally:
@@ -181,13 +187,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _int8_into(model_dir: Path, source: Path | None, entry, tiles: np.ndarray, batch: int) -> None:
+    """Record an INT8 trunk in the scratch model: the source folder's when it matches this export, else one calibrated on `tiles`."""
+    import onnxruntime
+
+    from mitotally.export.int8 import EXPORT_KEY, INT8_FILE, quantize_trunk, write_int8
+
+    src = source or next((p.parent for p in sorted(REPO.glob("models/*/model.json"))), None)
+    recorded = load_model(src)[1].exports.get(EXPORT_KEY) if src else None
+    if recorded and recorded["source_sha256"] == entry.sha256 and (src / INT8_FILE).is_file():
+        data, how = (src / INT8_FILE).read_bytes(), f"from {src}"
+    else:
+        data, how = quantize_trunk((model_dir / entry.file).read_bytes(), tiles, batch, entry.input), "calibrated on the benchmark tiles"
+    print(f"  INT8 trunk {how}", file=sys.stderr)
+    record_export(model_dir, EXPORT_KEY, {"file": INT8_FILE, "sha256": write_int8(data, model_dir), "source_sha256": entry.sha256,
+                                          "weights_sha256": entry.weights_sha256,
+                                          "tile": entry.tile, "batch": entry.batch, "onnxruntime_version": onnxruntime.__version__})
+
+
 def _exported_rows(model_dir: Path, args, batch: int, on_cuda: bool) -> dict[str, Callable]:
     from mitotally.runtime.backends.select import BackendOptions, BackendUnavailable, make_backend
 
     rows: dict[str, Callable] = {}
-    opts = BackendOptions(device=args.device, batch=batch, threads=args.threads)
-    names = ["onnxruntime"] + (["tensorrt"] if on_cuda else [])
-    for name in names:
+    names = [("onnxruntime", "auto")] + ([("tensorrt", "auto")] if on_cuda else [("onnxruntime", "int8")])
+    for name, precision in names:
+        opts = BackendOptions(device=args.device, batch=batch, threads=args.threads, precision=precision)
         model, manifest = load_model(model_dir)
         try:
             if name == "tensorrt" and "tensorrt" not in manifest.exports:
@@ -202,7 +226,7 @@ def _exported_rows(model_dir: Path, args, batch: int, on_cuda: bool) -> dict[str
         except Exception as e:  # TensorRT missing (import) or a failed engine build: report, keep the other rows
             print(f"  {name}: skipped ({type(e).__name__}: {e})", file=sys.stderr)
             continue
-        label = f"{name} {'FP16 ' if name == 'tensorrt' else ''}batch {batch}" + (f", {'/'.join(backend.providers)}" if name == "onnxruntime" else "")
+        label = f"{name} {backend.precision.upper()} batch {batch}" + (f", {'/'.join(backend.providers)}" if name == "onnxruntime" else "")
         rows[label] = backend_runner(backend, manifest)
     return rows
 

@@ -13,6 +13,7 @@ measured on the wall clock. "around inference" is every stage but `infer`,
 as a share of the per-frame stage total (the goal: under 20%).
 
     python bench/bench_run.py --model models/em-mito-r18 --frames 8 --device cuda
+    python bench/bench_run.py --frames 2 --threads 2 --backend onnxruntime --precision int8
     python bench/bench_run.py --random-model --frames 1 --threads 2   # plumbing and non-model costs only
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=8, help="number of full frames (default: 8)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | tensorrt (default: auto)")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | int8, as mito-run (default: auto)")
     p.add_argument("--batch", type=int, help="tiles per inference call (default: the backend's)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--from-images", type=Path, help="make frames from the images in this folder (resized to 4864x3704)")
@@ -139,12 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.frames} frames of {FRAME[1]}x{FRAME[0]} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         model_dir = random_model(work / "random_model", images[0]) if args.random_model else args.model
         t0 = time.perf_counter()
-        seg = Segmenter(model_dir, backend=args.backend, device=args.device, batch=args.batch)
+        seg = Segmenter(model_dir, backend=args.backend, device=args.device, batch=args.batch, precision=args.precision,
+                        threads=args.threads)
         warm = np.full((1, seg.backend.tile, seg.backend.tile), 0.5, np.float32)
         seg.backend.infer(np.repeat(warm, seg.backend.batch, axis=0))  # cudnn autotune, lazy init: not timed
         load_s = time.perf_counter() - t0
         items = discover_inputs([frames_dir])
-        summary = run(items, seg, out, RunConfig(model_dir=model_dir, device=args.device, backend=args.backend, batch=args.batch))
+        summary = run(items, seg, out, RunConfig(model_dir=model_dir, device=args.device, backend=args.backend,
+                                                 precision=args.precision, batch=args.batch, threads=args.threads))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = sum(summary.timings.values())
     print(f"\n### mito-run end to end, {datetime.date.today()} ({machine(str(seg.device))})\n")
     print(f"model `{seg.model_dir}` ({'untrained, ' if args.random_model else ''}{seg.manifest.model.backbone}, tile {seg.backend.tile}, "
-          f"batch {seg.backend.batch}, {seg.manifest.pixel_size_nm:g} nm), backend {seg.backend.name} on {seg.device}; "
+          f"batch {seg.backend.batch}, {seg.manifest.pixel_size_nm:g} nm), backend {seg.backend.name} {seg.backend.precision} on {seg.device}; "
           f"{n} frame(s) {FRAME[1]}x{FRAME[0]} at {PIXEL_NM:g} nm, {summary.n_objects} mitochondria found; model load + warm-up {load_s:.1f} s\n")
     print("| stage | total s | s / frame | share |")
     print("|---|---:|---:|---:|")

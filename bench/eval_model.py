@@ -5,6 +5,7 @@ labelled dataset into a temporary folder, runs `mito-run` on its images and
 scores `predictions.json` with `mito-eval`. Example:
 
     python bench/eval_model.py --model models/em-mito-r18 --data ../shared/data/lucchi/train --val-last 25 -o eval.json
+    python bench/eval_model.py --model models/em-mito-r18 --backend onnxruntime --precision int8  # INT8 trunk
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def main() -> int:
     p.add_argument("--val-last", type=int, default=25, help="the last N images by name form the held-out block")
     p.add_argument("--pixel-size", default="5nm", help="pixel size of the data (Lucchi: 5 nm)")
     p.add_argument("--backend", default="torch")
+    p.add_argument("--precision", default="auto", help="as mito-run --precision (int8: the model's trunk.int8.onnx on CPU)")
     p.add_argument("-o", "--out", help="write mito-eval's JSON here")
     args = p.parse_args()
     data = Path(args.data)
@@ -39,7 +41,7 @@ def main() -> int:
             shutil.copy(data / "labels" / f"{img.stem}.txt", gt / "labels" / f"{img.stem}.txt")
         run = Path(tmp) / "run"
         subprocess.run([str(BIN / "mito-run"), str(gt / "images"), "-o", str(run), "--model", args.model,
-                        "--pixel-size", args.pixel_size, "--backend", args.backend, "--quiet"], check=True)
+                        "--pixel-size", args.pixel_size, "--backend", args.backend, "--precision", args.precision, "--quiet"], check=True)
         out = Path(args.out) if args.out else Path(tmp) / "metrics.json"
         subprocess.run([str(BIN / "mito-eval"), "--gt", str(gt), "--pred", str(run / "predictions.json"), "-o", str(out)], check=True)
         metrics = json.loads(out.read_text())["metrics"]

@@ -42,6 +42,7 @@ class RunConfig:
 
     model_dir: Path | None = None  # None: the model shipped in the package
     backend: str = "auto"  # auto | torch | onnxruntime | tensorrt
+    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | int8 (onnxruntime on CPU, mito-export --int8)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     pixel_size_nm: float | None = None  # overrides every file's metadata
     batch: int | None = None  # tiles per inference call (None: the backend's default)

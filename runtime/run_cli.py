@@ -65,7 +65,7 @@ def _device(text: str) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from .backends.select import BACKEND_NAMES
+    from .backends.select import BACKEND_NAMES, PRECISIONS
 
     p = argparse.ArgumentParser(
         prog="mito-run",
@@ -79,6 +79,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="model folder (model.json + model.safetensors, from mito-train); default: the model shipped with mitotally")
     p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                    help="inference engine; auto picks the fastest available and run.json says why (default: auto)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic of the convolutional trunk: auto = FP16 on a GPU, FP32 on a CPU (the same instances as "
+                        "PyTorch); int8 = the INT8 trunk written by `mito-export --int8` in ONNX Runtime on a CPU, ~1.3x "
+                        "faster per frame (measured: the same F1 on held-out images; see BENCHMARKS.md). Proposal "
+                        "decoding, NMS and the heads are always FP32 (default: auto)")
     p.add_argument("--device", default="auto", type=_device, metavar="{auto,cpu,cuda,cuda:N}",
                    help="where to run the model; auto = cuda when a GPU is visible, else cpu (default: auto)")
     p.add_argument("--pixel-size", type=_pixel_size, metavar="SIZE",
@@ -96,7 +101,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-threshold", type=_fraction, metavar="M",
                    help="a pixel belongs to a mitochondrion where the mask probability is at least M; higher gives "
                         "tighter outlines and smaller areas (default: the model's)")
-    p.add_argument("--threads", type=_positive, metavar="N", help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=_positive, metavar="N",
+                   help="CPU threads for torch and ONNX Runtime (default: their own choice, usually all cores)")
     p.add_argument("--read-ahead", type=_positive, default=2, metavar="N",
                    help="images decoded ahead of inference; memory holds about N+1 decoded images (default: 2)")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="skip the QC overlay PNGs")
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .pipeline import RunConfig
 
-    config = RunConfig(model_dir=args.model, backend=args.backend, device=args.device, pixel_size_nm=args.pixel_size,
+    config = RunConfig(model_dir=args.model, backend=args.backend, precision=args.precision, device=args.device, pixel_size_nm=args.pixel_size,
                        batch=args.batch, tile=args.tile, score_threshold=args.score_threshold,
                        mask_threshold=args.mask_threshold, overwrite=args.overwrite, recursive=args.recursive,
                        quiet=args.quiet, read_ahead=args.read_ahead, threads=args.threads, overlays=args.overlays)
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print(f"mito-run: interrupted; finished images are kept in {out} (rerun to continue)", markup=False)
         return 130
-    reporter.summary(summary, out)
+    reporter.summary(summary, out, backend=f"{segmenter.backend_reason}; {segmenter.backend.precision} trunk on {segmenter.device}")
     if summary.table_error:
         err.print(f"mito-run: error: {summary.table_error} (rerun to rebuild them)", markup=False)
     return 0 if not summary.failed and not summary.table_error else 1
@@ -223,7 +229,7 @@ class RunReporter:
             status = f"{self.objects} mitochondria" + (f", {self.failed} failed" if self.failed else "")
             self._progress.update(self._task, advance=1, rate=rate, status=status)
 
-    def summary(self, summary, out: Path) -> None:
+    def summary(self, summary, out: Path, backend: str = "") -> None:
         if self.quiet:
             return
         from rich.table import Table
@@ -238,6 +244,8 @@ class RunReporter:
         if busy:
             shares = ", ".join(f"{k} {v / busy:.0%}" for k, v in summary.timings.items())
             self.console.print(f"time per stage: {shares}", markup=False)
+        if backend:
+            self.console.print(f"backend: {backend}", markup=False)
         if summary.failed:
             self.console.print(f"{len(summary.failed)} input(s) failed: see the error column of {out / 'images.csv'}", markup=False)
 
@@ -249,7 +257,8 @@ def _load(config, fail):
 
     try:
         return Segmenter(config.model_dir, backend=config.backend, device=config.device, batch=config.batch, tile=config.tile,
-                         score_threshold=config.score_threshold, mask_threshold=config.mask_threshold)
+                         score_threshold=config.score_threshold, mask_threshold=config.mask_threshold,
+                         precision=config.precision, threads=config.threads)
     except (ModelNotFound, BackendUnavailable) as e:
         return fail(str(e))
     except FileNotFoundError as e:

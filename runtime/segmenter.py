@@ -78,7 +78,8 @@ class Segmenter:
 
     def __init__(self, model_dir: Path | None = None, backend: str = "auto", device: str = "auto",
                  batch: int | None = None, tile: int | None = None,
-                 score_threshold: float | None = None, mask_threshold: float | None = None):
+                 score_threshold: float | None = None, mask_threshold: float | None = None,
+                 precision: str = "auto", threads: int | None = None):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         model, manifest = load_model(self.model_dir)
         if tile is not None and tile != manifest.tile:
@@ -88,7 +89,7 @@ class Segmenter:
             manifest = manifest.replace(score_threshold=score_threshold)
         if mask_threshold is not None:
             manifest = manifest.replace(mask_threshold=mask_threshold)
-        opts = BackendOptions(device=None if device == "auto" else device, batch=batch)
+        opts = BackendOptions(device=None if device == "auto" else device, batch=batch, threads=threads, precision=precision)
         selection = select_backend(self.model_dir, backend, opts, model=model, manifest=manifest)
         if tile is not None and selection.backend.tile != tile:
             raise ValueError(f"backend {selection.backend.name} runs tiles of {selection.backend.tile} px fixed at export; "

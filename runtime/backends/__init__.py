@@ -14,6 +14,7 @@ class Backend(Protocol):
     name: str
     tile: int
     batch: int
+    precision: str  # of the trunk: fp32, fp16 or int8 (decoding, NMS and the heads are always FP32)
 
     def infer(self, tiles: np.ndarray) -> list[Detections]:
         """`tiles`: float32 (N, tile, tile), normalised gray at the model's pixel size.

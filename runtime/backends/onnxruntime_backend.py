@@ -46,7 +46,11 @@ def providers_for(device: torch.device, available: Sequence[str], fp16: bool, ca
 
 
 class OnnxRuntimeBackend:
-    """`onnx`: the trunk (path or bytes) with static (batch, 1, tile, tile) input; `infer` takes any number of tiles."""
+    """`onnx`: the trunk (path or bytes) with static (batch, 1, tile, tile) input; `infer` takes any number of tiles.
+
+    `int8` says that `onnx` is the INT8 trunk of `mito-export --int8` (CPU only);
+    it only labels `precision`, which `run.json` records.
+    """
 
     name = "onnxruntime"
 
@@ -62,12 +66,15 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         fp16: bool = True,
         cache_dir: Path | None = None,
+        int8: bool = False,
     ):
         try:
             import onnxruntime as ort
         except ImportError:
             raise OnnxRuntimeUnavailable("onnxruntime is not installed (pip install 'mitotally[onnx]')") from None
         self.device = torch.device(device)
+        if int8 and self.device.type != "cpu":
+            raise ValueError("the INT8 trunk is for ONNX Runtime on CPU")
         self.tile, self.batch = tile, batch
         self.tiles_per_call = batch
         self.model = model.eval().to(self.device)
@@ -87,6 +94,10 @@ class OnnxRuntimeBackend:
         source = onnx if isinstance(onnx, bytes) else str(onnx)
         self.session = ort.InferenceSession(source, sess_options=opts, providers=providers)
         self.providers = self.session.get_providers()
+        if int8:
+            self.precision = "int8"
+        else:  # FP16 only where ONNX Runtime's TensorRT provider builds the trunk with it
+            self.precision = "fp16" if fp16 and self.providers[0] == "TensorrtExecutionProvider" else "fp32"
         shape = tuple(self.session.get_inputs()[0].shape)
         if shape != (batch, 1, tile, tile):
             raise ValueError(f"ONNX input {INPUT_NAME!r} has shape {shape}, expected {(batch, 1, tile, tile)}")

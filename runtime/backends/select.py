@@ -6,6 +6,10 @@ else torch FP16 on CUDA streams; on CPU, ONNX Runtime when `trunk.onnx` was
 exported, else torch. The CPU order is measured; the CUDA order is the
 expected one until the GPU benchmark has been run. Every candidate that
 was passed over is reported with its reason, so `run.json` can record it.
+
+Precision is never lowered behind the user's back on a CPU: `auto` is FP32
+there (the same instances as PyTorch), and the INT8 trunk of
+`mito-export --int8` runs only when `precision="int8"` is asked for.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from . import Backend
 from .torch_backend import TorchBackend
 
 BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 log = logging.getLogger("mitotally")
 
 
@@ -34,7 +39,7 @@ class BackendOptions:
     batch: int | None = None  # None: the export's batch (onnxruntime, tensorrt); 8 on CUDA, 1 on CPU for torch
     threads: int | None = None  # ONNX Runtime intra-op threads (None: its default)
     score_threshold: float | None = None  # None: the manifest's; detections below never reach the mask head
-    precision: str = "auto"  # torch on CUDA: auto = fp16 (decoding and NMS stay fp32); cpu is always fp32
+    precision: str = "auto"  # auto: fp16 on CUDA (decoding and NMS stay fp32), fp32 on CPU; int8: onnxruntime on CPU only
     streams: int = 2  # CUDA lanes kept in flight
     cuda_graph: bool = False  # TensorRT: replay each lane's enqueue as a CUDA graph
 
@@ -72,11 +77,32 @@ def _onnx_entry(model_dir: Path, manifest: Manifest, opts: BackendOptions) -> di
     return entry
 
 
+def _int8_entry(model_dir: Path, manifest: Manifest, onnx: dict, device: str) -> dict:
+    """The recorded INT8 trunk, if it runs here and was quantized from the current trunk.onnx."""
+    if not device.startswith("cpu"):
+        raise BackendUnavailable("precision int8 is for CPUs (ONNX Runtime's INT8 convolutions); on a GPU use fp16")
+    entry = manifest.exports.get("onnx_int8")
+    if not entry:
+        raise BackendUnavailable(f"{model_dir}: no INT8 trunk recorded; run `mito-export {model_dir} --int8 --images FRAMES` first")
+    if entry.get("source_sha256") != onnx["sha256"] or entry.get("weights_sha256") != onnx.get("weights_sha256"):
+        raise BackendUnavailable(f"{model_dir}: the INT8 trunk was quantized from another trunk.onnx; run `mito-export {model_dir} --int8 --images FRAMES` again")
+    path = export_file(model_dir, entry.get("file", ""))
+    if hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("sha256"):
+        raise BackendUnavailable(f"{path} differs from the sha256 recorded in model.json; run mito-export --int8 again")
+    return entry
+
+
 def make_backend(name: str, model_dir: Path, model: torch.nn.Module, manifest: Manifest, opts: BackendOptions) -> Backend:
     """One named backend, or `BackendUnavailable` with the reason."""
     device = opts.device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BackendUnavailable(f"device {device} asked but no CUDA GPU is visible")
+    if opts.precision not in PRECISIONS:
+        raise BackendUnavailable(f"unknown precision {opts.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if opts.precision == "int8" and name != "onnxruntime":
+        raise BackendUnavailable(f"precision int8 runs only on the onnxruntime backend, not {name}")
+    if opts.precision == "fp16" and not device.startswith("cuda"):
+        raise BackendUnavailable("precision fp16 needs a CUDA GPU (FP16 convolutions on a CPU are slower, not faster)")
     score = manifest.score_threshold if opts.score_threshold is None else opts.score_threshold
     if name == "torch":
         on_cuda = device.startswith("cuda")
@@ -87,10 +113,14 @@ def make_backend(name: str, model_dir: Path, model: torch.nn.Module, manifest: M
         from .onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeUnavailable
 
         entry = _onnx_entry(model_dir, manifest, opts)
+        on_cuda = device.startswith("cuda")
+        int8 = opts.precision == "int8"
+        trunk = export_file(model_dir, (_int8_entry(model_dir, manifest, entry, device) if int8 else entry)["file"])
         try:
             return OnnxRuntimeBackend(
-                export_file(model_dir, entry["file"]), model, entry["tile"], entry["batch"], entry["outputs"], device, score,
-                threads=opts.threads, cache_dir=Path(model_dir) / "ort_cache" if device.startswith("cuda") else None,
+                trunk, model, entry["tile"], entry["batch"], entry["outputs"], device, score,
+                threads=opts.threads, fp16=on_cuda and opts.precision != "fp32",
+                cache_dir=Path(model_dir) / "ort_cache" if on_cuda else None, int8=int8,
             )
         except OnnxRuntimeUnavailable as e:
             raise BackendUnavailable(str(e)) from None

@@ -77,6 +77,7 @@ class TensorRTBackend:
     """A serialized engine for the trunk plus torchvision heads; `infer` takes any number of tiles."""
 
     name = "tensorrt"
+    precision = "fp16"
 
     def __init__(
         self,

@@ -62,6 +62,9 @@ def watch_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None, help="model folder (model.json + model.safetensors); default: the shipped model")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"),
                    help="inference backend (default auto: the fastest available, as mito-run)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
+                   help="trunk arithmetic, as mito-run: auto = FP16 on a GPU, FP32 on a CPU; int8 = the INT8 trunk "
+                        "of `mito-export --int8` on a CPU (default auto)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--pixel-size", type=_pixel_size, default=None, help="override every file's pixel size, e.g. 4.2nm or 0.0042um")
     p.add_argument("--recursive", action="store_true", help="also watch subfolders (new ones included)")
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
         from .lock import AlreadyRunning
         from .processor import PipelineProcessor
 
-        run_cfg = RunConfig(model_dir=args.model, backend=args.backend, device=args.device, pixel_size_nm=args.pixel_size,
+        run_cfg = RunConfig(model_dir=args.model, backend=args.backend, precision=args.precision, device=args.device, pixel_size_nm=args.pixel_size,
                             batch=args.batch, recursive=args.recursive, quiet=True, overlays=not args.no_overlays)
         try:
             return serve(cfg, lambda: PipelineProcessor(cfg.out_dir, run_cfg), stop=stop)

@@ -63,6 +63,7 @@ def run_info(segmenter, config, summary) -> dict:
         },
         "backend": {
             "name": segmenter.backend.name,
+            "precision": getattr(segmenter.backend, "precision", "fp32"),
             "reason": segmenter.backend_reason,
             "skipped": segmenter.backend_skipped,
             "device": segmenter.device,
