@@ -81,8 +81,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="inference engine; auto picks the fastest available and run.json says why (default: auto)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the convolutional trunk: auto = FP16 on a GPU, FP32 on a CPU (the same instances as "
-                        "PyTorch); int8 = the INT8 trunk written by `mito-export --int8` in ONNX Runtime on a CPU, ~1.3x "
-                        "faster per frame (measured: the same F1 on held-out images; see BENCHMARKS.md). Proposal "
+                        "PyTorch); int8 = the INT8 trunk written by `mito-export --int8` in ONNX Runtime on a CPU, 1.2-1.3x "
+                        "the frames/s of FP32 (measured: the same F1 on held-out images; see BENCHMARKS.md). Proposal "
                         "decoding, NMS and the heads are always FP32 (default: auto)")
     p.add_argument("--device", default="auto", type=_device, metavar="{auto,cpu,cuda,cuda:N}",
                    help="where to run the model; auto = cuda when a GPU is visible, else cpu (default: auto)")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print(f"mito-run: interrupted; finished images are kept in {out} (rerun to continue)", markup=False)
         return 130
-    reporter.summary(summary, out, backend=f"{segmenter.backend_reason}; {segmenter.backend.precision} trunk on {segmenter.device}")
+    reporter.summary(summary, out, backend=f"{segmenter.backend_reason}, {segmenter.backend.precision} trunk")
     if summary.table_error:
         err.print(f"mito-run: error: {summary.table_error} (rerun to rebuild them)", markup=False)
     return 0 if not summary.failed and not summary.table_error else 1

@@ -125,6 +125,8 @@ def make_backend(name: str, model_dir: Path, model: torch.nn.Module, manifest: M
         except OnnxRuntimeUnavailable as e:
             raise BackendUnavailable(str(e)) from None
     if name == "tensorrt":
+        if opts.precision == "fp32":
+            raise BackendUnavailable("TensorRT engines here are FP16; for FP32 on a GPU use --backend torch")
         return _tensorrt(model_dir, model, manifest, opts, device, score)
     raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
 
@@ -165,9 +167,9 @@ def select_backend(model_dir: Path, requested: str = "auto", opts: BackendOption
         raise BackendUnavailable(f"unknown backend {requested!r}; choose one of {', '.join(BACKEND_NAMES)}")
     if model is None or manifest is None:
         model, manifest = load_model(Path(model_dir))
-    if requested != "auto":
-        return Selection(make_backend(requested, model_dir, model, manifest, opts), f"{requested} (asked for)")
     device = opts.device or default_device()
+    if requested != "auto":
+        return Selection(make_backend(requested, model_dir, model, manifest, opts), f"{requested} on {device} (asked for)")
     skipped: dict[str, str] = {}
     for name in auto_order(device):
         try:

@@ -122,6 +122,19 @@ def test_tensorrt_unavailable_is_a_clear_refusal(model_dir):
         select_backend(model_dir, "tpu", BackendOptions(), model, manifest)
 
 
+def test_precisions_that_cannot_run_are_refused_with_the_reason(model_dir):
+    model, manifest = load_model(model_dir)
+    cpu = dict(device="cpu")
+    for name, precision, reason in [("torch", "int8", "only on the onnxruntime backend"),
+                                    ("torch", "fp16", "fp16 needs a CUDA GPU"),
+                                    ("onnxruntime", "bf16", "unknown precision"),
+                                    ("tensorrt", "fp32", "TensorRT engines here are FP16")]:
+        with pytest.raises(BackendUnavailable, match=reason):
+            make_backend(name, model_dir, model, manifest, BackendOptions(precision=precision, **cpu))
+    backend = make_backend("torch", model_dir, model, manifest, BackendOptions(precision="fp32", **cpu))
+    assert backend.precision == "fp32"
+
+
 def test_export_files_never_leave_the_model_folder(tmp_path):
     (tmp_path / "trunk.onnx").write_bytes(b"x")
     assert export_file(tmp_path, "trunk.onnx") == tmp_path / "trunk.onnx"

@@ -56,6 +56,7 @@ def test_help_explains_every_option_with_an_example(capsys):
     (["--device", "gpu"], "expected auto, cpu, cuda or cuda:N"),
     (["--score-threshold", "1.5"], "between 0 and 1"),
     (["--mask-threshold", "half"], "expected a number between 0 and 1"),
+    (["--precision", "int4"], "invalid choice"),
 ])
 def test_bad_options_exit_2(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
@@ -107,6 +108,17 @@ def test_progress_summary_and_warning_once(model_dir, tmp_path, capsys):
     assert err.count("warning:") == 1 and "areas are in px" in err
     assert err.count(f"mito-run: failed: {inp / 'zz broken.png'}") == 1
     assert "mitochondria" in err and "images/s" in err and "time per stage" in err
+    assert "backend: torch on cpu (fastest available; skipped onnxruntime), fp32 trunk" in err
+
+
+def test_a_precision_that_cannot_run_is_a_one_line_error(model_dir, tmp_path, capsys):
+    inp = _frames(tmp_path / "in", 1)
+    assert main([str(inp), "-o", str(tmp_path / "o"), "--model", str(model_dir), "--precision", "int8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mito-run: error: no backend could start") and "int8" in err[0]
+    assert main([str(inp), "-o", str(tmp_path / "o"), "--model", str(model_dir), "--backend", "torch", "--precision", "fp16",
+                 "--device", "cpu"]) == 2
+    assert "fp16 needs a CUDA GPU" in capsys.readouterr().err
 
 
 def test_interrupt_keeps_finished_images_and_tables(model_dir, tmp_path, capsys, monkeypatch):
