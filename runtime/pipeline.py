@@ -56,6 +56,7 @@ class RunConfig:
     read_workers: int = 2  # decoding threads
     threads: int | None = None  # torch CPU threads (None: torch's default)
     overlays: bool = True  # write overlays/<key>.png
+    estimate_scale: bool = True  # images without a pixel size: estimate their scale (else assume the model's default)
 
 
 def output_paths(key: str, n_planes: int = 1) -> dict[str, list[str]]:
@@ -153,13 +154,19 @@ def _segment_plane(decoded: Decoded, index: int, image: ImageData, segmenter: Se
         name = output_paths(decoded.item.key, decoded.n_planes)["overlays"][index]
         atomic_write_bytes(out_dir / name, render_overlay(image.array, labels))
         result.outputs.append(name)
-    if source == "unknown":
+    scaling_source = source if source != "unknown" else seg.scaling_source
+    if scaling_source == "estimated":
+        default, origin = seg.estimate.default_nm, Path(seg.estimated_from).name
+        result.warnings.append(f"no pixel size in the file: areas are in px; scale estimated as {seg.scaling_pixel_size_nm:.3g} nm "
+                               f"per pixel from {origin} (once per image size; at the default {default:g} nm the model "
+                               f"found far fewer mitochondria; set --pixel-size if you know it)")
+    elif source == "unknown":
         result.warnings.append(f"no pixel size in the file: areas are in px; scaling assumed "
                                f"{seg.scaling_pixel_size_nm:g} nm per pixel (set --pixel-size)")
     result.image_rows.append({
         "image": decoded.item.key, "plane": plane, "status": OK, "error": "", "width": shape[1], "height": shape[0],
         "pixel_size_nm": px, "pixel_size_source": source, "scaling_pixel_size_nm": seg.scaling_pixel_size_nm,
-        "path": str(decoded.item.path), **{k: _clean(v) for k, v in summary.items()},
+        "scaling_source": scaling_source, "path": str(decoded.item.path), **{k: _clean(v) for k, v in summary.items()},
     })
     timer.add("write", time.perf_counter() - t1)
     return _Plane(visible, shape, labels if decoded.n_planes == 1 else None)

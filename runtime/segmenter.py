@@ -1,6 +1,7 @@
 """A loaded model that turns one 2-D image into instances at the image's full resolution.
 
-`Segmenter` loads the model once and runs, per image: normalise (the
+`Segmenter` loads the model once and runs, per image: for an image without a
+pixel size, estimate its scale (`scale_probe`) -> normalise (the
 manifest's percentiles over the whole image) -> rescale to the model's pixel
 size (area interpolation) -> tile -> infer (backend) -> paste + stitch back at
 full input resolution (`segment.segment_scaled`). It times each stage.
@@ -20,6 +21,7 @@ from .image_io import ImageData
 from .instances import Instances
 from .manifest import MANIFEST, Manifest, load_model, weights_sha256
 from .prepare import prepare
+from .scale_probe import ScaleEstimate, estimate_pixel_size
 from .segment import segment_scaled
 
 
@@ -71,6 +73,9 @@ class Segmentation:
     scaling_pixel_size_nm: float  # the input pixel size used for rescaling
     factor: float  # model pixels per input pixel
     timings: dict[str, float]  # scale, infer, stitch (seconds)
+    scaling_source: str = "given"  # given (file or option), default (assumed), estimated (scale_probe)
+    estimate: ScaleEstimate | None = None  # the probe's coverages, when it ran
+    estimated_from: str = ""  # the image the estimate was made on (the first one of this size)
 
 
 class Segmenter:
@@ -79,7 +84,7 @@ class Segmenter:
     def __init__(self, model_dir: Path | None = None, backend: str = "auto", device: str = "auto",
                  batch: int | None = None, tile: int | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
-                 precision: str = "auto", threads: int | None = None):
+                 precision: str = "auto", threads: int | None = None, estimate_scale: bool = True):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         model, manifest = load_model(self.model_dir)
         if tile is not None and tile != manifest.tile:
@@ -100,6 +105,10 @@ class Segmenter:
         self.backend_skipped = dict(selection.skipped)
         self.device = str(getattr(self.backend, "device", opts.device or "cpu"))
         self.weights_sha256 = weights_sha256(self.model_dir)
+        self.estimate_scale = estimate_scale  # for images without a pixel size; else the manifest's default
+        # one estimate per image size: frames of one size from one instrument share a scale, and the probe
+        # costs ~5 tiles of inference, more than a whole small image
+        self.scale_estimates: dict[tuple[int, int], tuple[ScaleEstimate, str]] = {}
 
     def factor_for(self, pixel_size_nm: float | None) -> tuple[float, float]:
         """(input pixel size used for scaling, factor): unknown sizes assume the manifest's default."""
@@ -109,13 +118,21 @@ class Segmenter:
     def segment(self, image: ImageData, pixel_size_nm: float | None) -> Segmentation:
         """Instances of one 2-D image (gray or RGB) at its full resolution."""
         m = self.manifest
-        px, factor = self.factor_for(pixel_size_nm)
+        timed = _TimedBackend(self.backend)
         t0 = time.perf_counter()
+        estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
+        if not pixel_size_nm and self.estimate_scale:
+            key = image.array.shape[:2]
+            if key not in self.scale_estimates:
+                self.scale_estimates[key] = (estimate_pixel_size(timed, image.array, m), str(image.path))
+            estimate, origin = self.scale_estimates[key]
+            pixel_size_nm, source = estimate.pixel_size_nm, ("estimated" if estimate.moved else "default")
+        px, factor = self.factor_for(pixel_size_nm)
         scaled = prepare(image.array, m.normalization, factor)
         t1 = time.perf_counter()
-        timed = _TimedBackend(self.backend)
+        probe_infer, timed.seconds = timed.seconds, 0.0
         shape = image.array.shape[:2]
         instances = segment_scaled(timed, scaled, shape, 1.0 / factor, m.overlap, m.score_threshold, m.mask_threshold)
         t2 = time.perf_counter()
-        timings = {"scale": t1 - t0, "infer": timed.seconds, "stitch": (t2 - t1) - timed.seconds}
-        return Segmentation(instances, px, factor, timings)
+        timings = {"scale": t1 - t0 - probe_infer, "infer": timed.seconds + probe_infer, "stitch": (t2 - t1) - timed.seconds}
+        return Segmentation(instances, px, factor, timings, source, estimate, origin)

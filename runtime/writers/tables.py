@@ -23,7 +23,7 @@ from .coco import CATEGORIES
 
 RECORDS = "records"
 IMAGE_COLUMNS = ["image", "plane", "status", "error", "width", "height", "pixel_size_nm", "pixel_size_source",
-                 "scaling_pixel_size_nm", "path", *measure.IMAGE_COLUMNS, "time_s"]
+                 "scaling_pixel_size_nm", "scaling_source", "path", *measure.IMAGE_COLUMNS, "time_s"]
 OBJECT_COLUMNS = ["image", "plane", *measure.OBJECT_COLUMNS]
 
 

@@ -86,3 +86,30 @@ def test_readme_demo_command_runs_on_one_sample(tmp_path):
     rows = (out / "objects.csv").read_text().splitlines()
     assert len(rows) > 3  # header + mitochondria found by the shipped model
     assert (out / "labels" / "lucchi_slice_150.tif.tif").exists() and (out / "overlays" / "lucchi_slice_150.tif.png").exists()
+
+
+@pytest.mark.slow
+def test_shipped_model_finds_the_scale_of_a_full_resolution_uncalibrated_cardiac_frame(shared_data, tmp_path):
+    """Image_3 shown as the instrument's full-resolution frame (4x larger, no pixel size): read at the default 5 nm
+    the model found nothing (F1 0.00, 2026-11-25); the scale estimate finds 1.25 nm (measured F1@0.5 0.812)."""
+    from PIL import Image
+
+    src = shared_data / "seed-cardiac"
+    gt = tmp_path / "gt"
+    (gt / "Images").mkdir(parents=True)
+    (gt / "Masks" / "Image_3").mkdir(parents=True)
+    image = Image.open(src / "Images" / "Image_3.jpg")
+    big = (image.width * 4, image.height * 4)
+    image.resize(big, Image.BILINEAR).save(gt / "Images" / "Image_3.png")
+    for mask in sorted((src / "Masks" / "Image_3").glob("*.jpg")):
+        binary = Image.open(mask).convert("L").point(lambda v: 255 if v > 127 else 0)
+        binary.resize(big, Image.NEAREST).save(gt / "Masks" / "Image_3" / f"{mask.stem}.png")
+    out = tmp_path / "out"
+    assert mito_run([str(gt / "Images"), "-o", str(out), "--quiet", "--backend", "torch"]) == 0
+    import csv
+
+    with open(out / "images.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["scaling_source"] == "estimated" and float(row["scaling_pixel_size_nm"]) == pytest.approx(1.25)
+    metrics = run_eval(gt, out / "predictions.json")["metrics"]
+    assert metrics["f1@0.5"] >= CARDIAC_F1_FLOOR, metrics

@@ -144,6 +144,12 @@ def test_full_run_outputs_read_back(finished_run, segmenter):
                                                           ("stack.tif", "3"), ("sub dir/b.png", "1")]
     assert images[0]["pixel_size_source"] == "file" and float(images[0]["pixel_size_nm"]) == pytest.approx(10.0)
     assert images[4]["pixel_size_source"] == "unknown" and images[4]["pixel_size_nm"] == "" and objects
+    # where the scale came from: the file, or (no pixel size) the model's default or the estimate from the image
+    assert images[0]["scaling_source"] == "file" and images[4]["scaling_source"] in ("default", "estimated")
+    estimates = json.loads((out / "run.json").read_text())["scale_estimates"]
+    assert {(e["width"], e["height"]) for e in estimates} == {(110, 90), (100, 120)}  # one per size without a pixel size
+    assert all(float(images[i]["scaling_pixel_size_nm"]) == next(e["pixel_size_nm"] for e in estimates if e["width"] == w)
+               for i, w in ((1, 110), (4, 100)))
     coco = COCO(str(out / "predictions.json"))
     coco_images = {(i["file_name"], i["plane"]): i["id"] for i in coco.dataset["images"]}
     for key, shape, planes in [("a.tif", (150, 190), 1), ("stack.tif", (90, 110), 3), ("sub dir/b.png", (120, 100), 1)]:

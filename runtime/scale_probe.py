@@ -1,0 +1,90 @@
+"""Estimate the scale of an image that does not say its pixel size.
+
+Why: the model finds mitochondria only near the scale it was trained at. A
+JPEG or PNG carries no pixel size, and the manifest's default (5 nm for the
+shipped model) is right for the images it was trained on but not for, say, a
+full-resolution 4864x3704 cardiac frame whose pixels are 4x finer: read at
+5 nm, that frame gave F1 0.00; at its true scale, 0.81.
+
+How: at candidate pixel sizes `default x 2^k` (2x coarser to 8x finer), the
+centre of the image (one tile at that scale) is segmented, and the fraction of
+it inside confident masks is its *coverage*; when a candidate beats the
+default, its two neighbours at `x 2^(+-1/2)` are tried too. At the right scale the model outlines the
+mitochondria it sees; too coarse or too fine, it misses them or cuts out
+fragments, and coverage falls. The default is kept unless another candidate
+covers at least `MIN_GAIN` times as much (and at least `MIN_COVERAGE` of the
+window), so images at the default scale are not moved by noise. Measured with
+the shipped model: on 12 Lucchi and cardiac images at their true scale no
+other candidate reached 1.16x the default's coverage; with the default 2x off
+the true scale covered 1.5x as much, and 4x off, 17x.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends import Backend
+from .manifest import Manifest
+from .prepare import prepare
+from .segment import segment_scaled
+
+MIN_GAIN = 1.3
+MIN_COVERAGE = 0.005
+OCTAVES = (1, 0, -1, -2, -3)  # default x 2^k: 2x coarser ... 8x finer
+
+
+def candidates(default_nm: float, octaves: tuple[int, ...] = OCTAVES) -> list[float]:
+    return [default_nm * 2.0**k for k in octaves]
+
+
+def centre_window(image: np.ndarray, side: int) -> np.ndarray:
+    """The central `side` x `side` input pixels (the whole image where it is smaller)."""
+    h, w = image.shape[:2]
+    r, c = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return image[r : r + side, c : c + side]
+
+
+def coverage(backend: Backend, image: np.ndarray, manifest: Manifest, pixel_size_nm: float) -> float:
+    """Fraction of one tile's worth of the image centre, at `pixel_size_nm`, inside confident masks."""
+    factor = pixel_size_nm / manifest.pixel_size_nm
+    window = centre_window(image, max(1, int(backend.tile / factor)))
+    scaled = prepare(window, manifest.normalization, factor)
+    instances = segment_scaled(backend, scaled, scaled.shape, 1.0, manifest.overlap, manifest.score_threshold,
+                               manifest.mask_threshold)
+    if not len(instances):
+        return 0.0
+    return float(np.count_nonzero(instances.to_label_image(scaled.shape, np.int32)) / scaled.size)
+
+
+@dataclass(frozen=True)
+class ScaleEstimate:
+    pixel_size_nm: float  # what the image is scaled with
+    default_nm: float
+    coverage: dict[float, float] = field(default_factory=dict)  # candidate pixel size -> coverage
+
+    @property
+    def moved(self) -> bool:
+        return self.pixel_size_nm != self.default_nm
+
+
+def choose(default_nm: float, covered: dict[float, float], min_gain: float = MIN_GAIN,
+           min_coverage: float = MIN_COVERAGE) -> ScaleEstimate:
+    """The default, unless another candidate covers clearly more (pure: the rule, apart from the model)."""
+    best = max(covered, key=lambda px: (covered[px], px == default_nm))
+    base = covered.get(default_nm, 0.0)
+    if best != default_nm and covered[best] >= min_coverage and covered[best] >= min_gain * base:
+        return ScaleEstimate(best, default_nm, dict(covered))
+    return ScaleEstimate(default_nm, default_nm, dict(covered))
+
+
+def estimate_pixel_size(backend: Backend, image: np.ndarray, manifest: Manifest) -> ScaleEstimate:
+    """5 one-tile segmentations (7 when the default loses); about 0.6 s on a 2-core CPU with the INT8 trunk."""
+    default = manifest.default_input_pixel_size_nm
+    covered = {px: coverage(backend, image, manifest, px) for px in candidates(default)}
+    first = choose(default, covered)
+    if not first.moved:
+        return first
+    for px in (first.pixel_size_nm * 2**0.5, first.pixel_size_nm / 2**0.5):
+        covered[px] = coverage(backend, image, manifest, px)
+    return choose(default, covered)
