@@ -106,15 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data and not args.config:
         print("mito-train: error: --data (or a --config recipe with data) is required", file=sys.stderr)
         return 2
-    if args.check_data:
-        from .check import check_data
-
-        return max(check_data(folder, args.format, args.input_pixel_size_nm) for folder in args.data or [])
     try:
         cfg = config_from_args(args, argv)
     except (ValueError, TypeError, OSError) as exc:
         print(f"mito-train: error: recipe {args.config}: {exc}", file=sys.stderr)
         return 2
+    if args.check_data:  # the folders, format and pixel size from the command line or the recipe
+        from .check import check_data
+
+        folders = [f for f in cfg.data_folders if f]
+        if not folders:
+            print("mito-train: error: --check-data needs --data (or a --config recipe with data)", file=sys.stderr)
+            return 2
+        return max(check_data(folder, cfg.format, cfg.input_pixel_size_nm) for folder in folders)
     if not cfg.out or not cfg.data:
         print("mito-train: error: -o/--out and --data are required to train (on the command line or in --config)", file=sys.stderr)
         return 2

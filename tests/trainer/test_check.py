@@ -64,3 +64,17 @@ def test_check_data_through_mito_train(tmp_path, capsys):
     assert train_main(["--data", str(root), "--check-data"]) == 1
     assert train_main(["--data", str(tmp_path / "missing"), "--check-data"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_check_data_takes_the_folders_from_a_recipe(tmp_path, capsys):
+    good = write_label_dataset(tmp_path / "good", bad=False)
+    bad = write_label_dataset(tmp_path / "bad", bad=True)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f'data = ["{good.as_posix()}", "{bad.as_posix()}"]\nout = "unused"\n')
+    assert train_main(["--config", str(recipe), "--check-data"]) == 1  # the bad folder decides
+    assert "label size differs" in capsys.readouterr().out
+    recipe.write_text(f'data = "{good.as_posix()}"\n')
+    assert train_main(["--config", str(recipe), "--check-data"]) == 0
+    recipe.write_text('data = ""\n')
+    assert train_main(["--config", str(recipe), "--check-data"]) == 2
+    assert "--check-data needs --data" in capsys.readouterr().err
