@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..instances import Detections
+from .roi_pool import thread_roi_pooling
 from .streams import padded_batches
 from .torch_backend import INPUT_NAME, Heads, to_detections
 
@@ -79,6 +80,8 @@ class OnnxRuntimeBackend:
         self.tiles_per_call = batch
         self.model = model.eval().to(self.device)
         self.model.roi_heads.score_thresh = score_threshold
+        if self.device.type == "cpu":
+            thread_roi_pooling(self.model.roi_heads, threads)
         self.output_names = list(output_names)
         levels = [n.removeprefix("feat_") for n in self.output_names if n.startswith("feat_")]
         self.heads = Heads(self.model, levels, tile)

@@ -19,6 +19,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
 from ..instances import Detections
+from .roi_pool import thread_roi_pooling
 from .streams import CudaLane, Pipeline, padded_batches
 
 INPUT_NAME = "tiles"
@@ -127,6 +128,8 @@ class TorchBackend:
             raise ValueError("fp16 needs a CUDA device (FP16 convolutions on CPU are slower, not faster)")
         self.model = model.eval().to(self.device)
         self.model.roi_heads.score_thresh = score_threshold  # filter before the costly mask head
+        if self.device.type == "cpu":
+            thread_roi_pooling(self.model.roi_heads)
         self.tile, self.batch, self.precision = tile, batch, precision
         self.trunk = Trunk(self.model).to(self.device)
         self.channels_last = channels_last
