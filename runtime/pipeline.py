@@ -160,6 +160,9 @@ def _segment_plane(decoded: Decoded, index: int, image: ImageData, segmenter: Se
         result.warnings.append(f"no pixel size in the file: areas are in px; scale estimated as {seg.scaling_pixel_size_nm:.3g} nm "
                                f"per pixel from {origin} (once per image size; at the default {default:g} nm the model "
                                f"found far fewer mitochondria; set --pixel-size if you know it)")
+    elif source == "unknown" and seg.estimate is not None:
+        result.warnings.append(f"no pixel size in the file: areas are in px; scaled for the model at the default "
+                               f"{seg.scaling_pixel_size_nm:g} nm per pixel, which the scale estimate kept (set --pixel-size)")
     elif source == "unknown":
         result.warnings.append(f"no pixel size in the file: areas are in px; scaling assumed "
                                f"{seg.scaling_pixel_size_nm:g} nm per pixel (set --pixel-size)")
