@@ -6,14 +6,17 @@ segment every plane (`Segmenter`), paint the instances into a label image
 the label image (`measure`), and write `labels/<key>.tif`,
 `rois/<key>.zip`, `overlays/<key>.png` and finally `records/<key>.json`,
 each atomically. `run` does that for many inputs with decoding read ahead in
-worker threads, skips inputs whose record says they are done, and rebuilds
+worker threads and measuring + writing of one input overlapped with the
+model on the next, skips inputs whose record says they are done, and rebuilds
 the tables and `run.json` at the end (also when interrupted).
 """
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from .instances import Instances
 from .measure import measure_instances, summarize_image
 from .reader import Decoded, InputItem, decode, read_ahead
 from .results import FAILED, OK, ImageResult, failed
-from .segmenter import Segmenter
+from .segmenter import Segmentation, Segmenter
 from .writers import atomic_write_bytes
 from .writers.coco import annotations
 from .writers.labels import write_labels
@@ -57,6 +60,7 @@ class RunConfig:
     threads: int | None = None  # torch CPU threads (None: torch's default)
     overlays: bool = True  # write overlays/<key>.png
     estimate_scale: bool = True  # images without a pixel size: estimate their scale (else assume the model's default)
+    overlap_writes: bool = True  # measure + write an input on a worker thread while the model runs on the next
 
 
 def output_paths(key: str, n_planes: int = 1) -> dict[str, list[str]]:
@@ -132,12 +136,28 @@ def resolve_pixel_size(image: ImageData, override_nm: float | None) -> tuple[flo
     return None, "unknown"
 
 
-def _segment_plane(decoded: Decoded, index: int, image: ImageData, segmenter: Segmenter, config: RunConfig,
-                   out_dir: Path, timer: _Timer, result: ImageResult) -> _Plane:
+@dataclass
+class _Segmented:
+    """One plane after the model, before measuring and writing."""
+
+    image: ImageData
+    px: float | None  # pixel size for measurements (None: unknown)
+    source: str  # where `px` came from: option, file or unknown
+    seg: Segmentation
+
+
+def _segment_plane(image: ImageData, segmenter: Segmenter, config: RunConfig, timer: _Timer) -> _Segmented:
     px, source = resolve_pixel_size(image, config.pixel_size_nm)
     seg = segmenter.segment(image, px)
     for stage, s in seg.timings.items():
         timer.add(stage, s)
+    return _Segmented(image, px, source, seg)
+
+
+def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: RunConfig, out_dir: Path,
+                   timer: _Timer, result: ImageResult) -> _Plane:
+    """Paint, measure and write one segmented plane (no model: may run off the main thread)."""
+    image, px, source, seg = segmented.image, segmented.px, segmented.source, segmented.seg
     t0 = time.perf_counter()
     shape = image.array.shape[:2]
     labels, visible, scores = _paint(seg.instances, shape)
@@ -194,23 +214,86 @@ def _remove_outputs(out_dir: Path, key: str, n_planes: int) -> None:
             pass
 
 
-def process_decoded(decoded: Decoded, segmenter: Segmenter, out_dir: Path, config: RunConfig,
-                    source: dict | None = None) -> ImageResult:
-    """Segment, measure and write every plane of one decoded input; always returns (and records) a result."""
-    out_dir = Path(out_dir)
+@dataclass
+class _Job:
+    """One input between the model (main thread) and measuring + writing (which may run on a worker thread).
+
+    A single-plane input is segmented by `_start` (`first`); a stack's planes are segmented and measured
+    one at a time by `_complete`, which then needs the model and must run on the main thread.
+    """
+
+    decoded: Decoded
+    out_dir: Path
+    config: RunConfig
+    timer: _Timer
+    result: ImageResult
+    first: _Segmented | None = None
+    done: ImageResult | None = None  # final already: unreadable input, or a failure while segmenting
+
+    @property
+    def needs_model(self) -> bool:
+        return self.done is None and self.first is None
+
+
+def _failure(job: _Job, exc: Exception, planes_done: int) -> ImageResult:
+    """The failed result for an exception while processing `job` (one bad input must not stop a run)."""
+    key, path, out_dir = job.decoded.item.key, str(job.decoded.item.path), job.out_dir
+    info, totals = job.result.source, job.timer.totals
+    if isinstance(exc, ImageReadError):
+        where = f"plane {planes_done + 1}: " if job.decoded.n_planes > 1 else ""
+        return failed(key, path, f"{where}{exc}", totals, info)
+    if isinstance(exc, OSError):
+        return failed(key, path, f"cannot write outputs: {exc.strerror or exc}: {exc.filename or out_dir}", totals, info)
+    if isinstance(exc, MemoryError):
+        return failed(key, path, "not enough memory to process this image", totals, info)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return failed(key, path, f"cannot process: {type(exc).__name__}: {text}", totals, info)
+
+
+def _start(decoded: Decoded, segmenter: Segmenter, out_dir: Path, config: RunConfig, source: dict | None = None) -> _Job:
+    """Run the model on a single-plane input (a stack waits for `_complete`); unreadable inputs are final here."""
     key, path = decoded.item.key, decoded.item.path
     timer = _Timer()
     timer.add("read", decoded.read_s)
     info = _source_info(path, source)
+    job = _Job(decoded, Path(out_dir), config, timer, ImageResult(key, str(path), source=info))
     if decoded.error is not None:
-        return _finish(out_dir, failed(key, str(path), decoded.error, timer.totals, info), decoded)
-    result = ImageResult(key, str(path), source=info)
+        job.done = _finish(job.out_dir, failed(key, str(path), decoded.error, timer.totals, info), decoded)
+    elif decoded.n_planes == 1:
+        try:
+            image, _ = next(iter(decoded.planes()))
+            job.first = _segment_plane(image, segmenter, config, timer)
+        except Exception as exc:  # noqa: BLE001 - one bad input must not stop a run of thousands
+            job.done = _done(job, _failure(job, exc, 0))
+    return job
+
+
+def _done(job: _Job, result: ImageResult) -> ImageResult:
+    result.timings = dict(job.timer.totals)
+    for row in result.image_rows:
+        row["time_s"] = round(sum(job.timer.totals.values()), 4)
+    return _finish(job.out_dir, result, job.decoded)
+
+
+def _complete(job: _Job, segmenter: Segmenter | None = None) -> ImageResult:
+    """Measure and write every plane of `job` (segmenting a stack's planes first); always records a result."""
+    if job.done is not None:
+        return job.done
+    decoded, out_dir, config, timer, result = job.decoded, job.out_dir, job.config, job.timer, job.result
+    key = decoded.item.key
     planes: list[_Plane] = []
     try:
-        for index, (image, read_s) in enumerate(decoded.planes()):
-            if index:
-                timer.add("read", read_s)
-            planes.append(_segment_plane(decoded, index, image, segmenter, config, out_dir, timer, result))
+        if job.first is not None:
+            planes.append(_measure_plane(decoded, 0, job.first, config, out_dir, timer, result))
+            job.first = None  # its image and masks can go
+        else:
+            if segmenter is None:
+                raise RuntimeError("a stack's planes need the model: complete it on the main thread")
+            for index, (image, read_s) in enumerate(decoded.planes()):
+                if index:
+                    timer.add("read", read_s)
+                planes.append(_measure_plane(decoded, index, _segment_plane(image, segmenter, config, timer), config,
+                                             out_dir, timer, result))
         t0 = time.perf_counter()
         names = output_paths(key, decoded.n_planes)
         max_id = max((len(p.instances) for p in planes), default=0)
@@ -224,20 +307,15 @@ def process_decoded(decoded: Decoded, segmenter: Segmenter, out_dir: Path, confi
         result.outputs = names["labels"] + names["rois"] + result.outputs + names["record"]
         result.planes = len(planes)
         timer.add("write", time.perf_counter() - t0)
-    except ImageReadError as exc:
-        where = f"plane {len(planes) + 1}: " if decoded.n_planes > 1 else ""
-        result = failed(key, str(path), f"{where}{exc}", timer.totals, info)
-    except OSError as exc:
-        result = failed(key, str(path), f"cannot write outputs: {exc.strerror or exc}: {exc.filename or out_dir}", timer.totals, info)
-    except MemoryError:
-        result = failed(key, str(path), "not enough memory to process this image", timer.totals, info)
     except Exception as exc:  # noqa: BLE001 - one bad input must not stop a run of thousands
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        result = failed(key, str(path), f"cannot process: {type(exc).__name__}: {text}", timer.totals, info)
-    result.timings = dict(timer.totals)
-    for row in result.image_rows:
-        row["time_s"] = round(sum(timer.totals.values()), 4)
-    return _finish(out_dir, result, decoded)
+        result = _failure(job, exc, len(planes))
+    return _done(job, result)
+
+
+def process_decoded(decoded: Decoded, segmenter: Segmenter, out_dir: Path, config: RunConfig,
+                    source: dict | None = None) -> ImageResult:
+    """Segment, measure and write every plane of one decoded input; always returns (and records) a result."""
+    return _complete(_start(decoded, segmenter, out_dir, config, source), segmenter)
 
 
 def _finish(out_dir: Path, result: ImageResult, decoded: Decoded) -> ImageResult:
@@ -312,14 +390,34 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
         else:
             todo.append(item)
     interrupted = False
+
+    def collect(result: ImageResult) -> None:
+        for k, v in result.timings.items():
+            totals[k] = totals.get(k, 0.0) + v
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    # The model runs here, on the main thread; measuring and writing an input runs on a worker thread
+    # while the model segments the next one. At most one input waits for the writer, results come back
+    # in input order, and a stack (whose planes need the model) drains the writer and completes here.
+    writing: deque[Future[ImageResult]] = deque()
     try:
-        for decoded in read_ahead(todo, depth=config.read_ahead, workers=config.read_workers):
-            result = process_decoded(decoded, segmenter, out_dir, config)
-            for k, v in result.timings.items():
-                totals[k] = totals.get(k, 0.0) + v
-            results.append(result)
-            if on_result:
-                on_result(result)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mito-write") as writer:
+            try:
+                for decoded in read_ahead(todo, depth=config.read_ahead, workers=config.read_workers):
+                    job = _start(decoded, segmenter, out_dir, config)
+                    if job.needs_model or not config.overlap_writes:
+                        while writing:
+                            collect(writing.popleft().result())
+                        collect(_complete(job, segmenter))
+                        continue
+                    writing.append(writer.submit(_complete, job))
+                    while len(writing) > 1:
+                        collect(writing.popleft().result())
+            finally:  # also on Ctrl-C: what was handed to the writer is finished and reported
+                while writing:
+                    collect(writing.popleft().result())
     except KeyboardInterrupt:
         interrupted = True
         raise

@@ -156,18 +156,20 @@ def _three_good(folder: Path) -> list[Path]:
 
 
 def test_file_vanishing_mid_run(model_dir, tmp_path):
-    paths = _three_good(tmp_path / "in")
+    # four inputs: when the first is reported, the second is being written and the third read ahead,
+    # so the last one is not read yet when it disappears
+    paths = _three_good(tmp_path / "in") + [_tif(tmp_path / "in" / "3.tif", em_frame((100, 110), 3))]
     segmenter = Segmenter(model_dir, backend="torch", device="cpu")
     deleted = []
 
-    def delete_last(result):  # after the first image is done, the last one (not yet read) disappears
+    def delete_last(result):
         if not deleted:
             paths[-1].unlink()
             deleted.append(paths[-1])
 
     summary = run(discover_inputs([tmp_path / "in"]), segmenter, tmp_path / "out", RunConfig(read_ahead=1), on_result=delete_last)
-    assert [r.status for r in summary.results] == ["ok", "ok", "failed"]
-    assert summary.results[2].error == "file not found (deleted or moved)"
+    assert [r.status for r in summary.results] == ["ok", "ok", "ok", "failed"]
+    assert summary.results[3].error == "file not found (deleted or moved)"
 
 
 def test_permission_denied_simulated(model_dir, tmp_path, monkeypatch):

@@ -124,20 +124,20 @@ def test_a_precision_that_cannot_run_is_a_one_line_error(model_dir, tmp_path, ca
 
 def test_interrupt_keeps_finished_images_and_tables(model_dir, tmp_path, capsys, monkeypatch):
     inp = _frames(tmp_path / "in", 3)
-    real, calls = pipeline.process_decoded, []
+    real, calls = pipeline._start, []
 
-    def stop_on_second(*a, **k):
+    def stop_on_second(*a, **k):  # Ctrl-C while the model works on the second image (the first is being written)
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(pipeline, "process_decoded", stop_on_second)
+    monkeypatch.setattr(pipeline, "_start", stop_on_second)
     assert main([str(inp), "-o", str(tmp_path / "out"), "--model", str(model_dir), "-q"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert [r["image"] for r in _rows(tmp_path / "out/images.csv")] == ["f0.tif"]
     assert json.loads((tmp_path / "out/run.json").read_text())["interrupted"] is True
-    monkeypatch.setattr(pipeline, "process_decoded", real)
+    monkeypatch.setattr(pipeline, "_start", real)
     assert main([str(inp), "-o", str(tmp_path / "out"), "--model", str(model_dir), "-q"]) == 0  # the rerun finishes
     assert [r["image"] for r in _rows(tmp_path / "out/images.csv")] == ["f0.tif", "f1.tif", "f2.tif"]
 
