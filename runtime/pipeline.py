@@ -402,6 +402,12 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
     # while the model segments the next one. At most one input waits for the writer, results come back
     # in input order, and a stack (whose planes need the model) drains the writer and completes here.
     writing: deque[Future[ImageResult]] = deque()
+
+    def collect_oldest() -> None:
+        result = writing[0].result()  # dequeued only once its result is in: a Ctrl-C while waiting loses nothing
+        writing.popleft()
+        collect(result)
+
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mito-write") as writer:
             try:
@@ -409,15 +415,15 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
                     job = _start(decoded, segmenter, out_dir, config)
                     if job.needs_model or not config.overlap_writes:
                         while writing:
-                            collect(writing.popleft().result())
+                            collect_oldest()
                         collect(_complete(job, segmenter))
                         continue
                     writing.append(writer.submit(_complete, job))
                     while len(writing) > 1:
-                        collect(writing.popleft().result())
+                        collect_oldest()
             finally:  # also on Ctrl-C: what was handed to the writer is finished and reported
                 while writing:
-                    collect(writing.popleft().result())
+                    collect_oldest()
     except KeyboardInterrupt:
         interrupted = True
         raise
