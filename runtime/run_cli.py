@@ -182,12 +182,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class RunReporter:
-    """Progress bar (images/s, ETA), failures and the pixel-size warning as they happen, then a summary table."""
+    """Progress bar (images/s, ETA), failures and each distinct warning (once) as they happen, then a summary table."""
 
     def __init__(self, console, total: int, quiet: bool = False):
         self.console, self.total, self.quiet = console, total, quiet
         self.processed = self.skipped = self.failed = self.objects = 0
         self.unknown_px = 0
+        self.warned: set[str] = set()
         self._progress = self._task = None
         self._t0 = None
 
@@ -226,9 +227,11 @@ class RunReporter:
             self.failed += 1
             self._print(f"mito-run: failed: {result.path}: {result.error}")
         if result.warnings and not result.skipped:
-            if not self.unknown_px:
-                self._print(f"mito-run: warning: {result.path}: {result.warnings[0]}; "
-                            "later images without one: see pixel_size_source and scaling_source in images.csv")
+            for text in result.warnings:  # each different warning once (e.g. every new scale estimate), not per image
+                if text not in self.warned:
+                    self._print(f"mito-run: warning: {result.path}: {text}; "
+                                "later images without one: see pixel_size_source and scaling_source in images.csv")
+                    self.warned.add(text)
             self.unknown_px += 1
         if self._progress is not None:
             elapsed = time.perf_counter() - self._t0
