@@ -95,6 +95,10 @@ def _prepare_output(model_dir: Path, out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    try:
+        import onnx  # noqa: F401 - the exporter writes and rewrites ONNX graphs with it
+    except ImportError:
+        return _fail(2, "the onnx package is missing: pip install 'mitotally[onnx]'")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

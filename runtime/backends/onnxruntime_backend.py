@@ -72,7 +72,7 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise OnnxRuntimeUnavailable("onnxruntime is not installed (pip install 'mitotally[onnx]')") from None
+            raise OnnxRuntimeUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
         self.device = torch.device(device)
         if int8 and self.device.type != "cpu":
             raise ValueError("the INT8 trunk is for ONNX Runtime on CPU")

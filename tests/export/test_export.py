@@ -200,3 +200,12 @@ def test_real_model_parity_on_a_real_tile(shared_data, tmp_path):
     assert check.passed, check.failure()
     assert check.instances_torch > 0
     assert json.dumps(check.to_dict())  # serialisable into the manifest
+
+
+def test_cli_without_the_onnx_package_says_what_to_install(fast_model_dir, capsys, monkeypatch):
+    import sys as _sys
+
+    monkeypatch.setitem(_sys.modules, "onnx", None)  # makes `import onnx` raise ImportError
+    assert main([str(fast_model_dir)]) == 2
+    assert "pip install 'mitotally[onnx]'" in capsys.readouterr().err
+    assert not (fast_model_dir / ONNX_FILE).exists()
