@@ -81,7 +81,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="inference engine; auto picks the fastest available and run.json says why (default: auto)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the convolutional trunk: auto = FP16 on a GPU, FP32 on a CPU (the same instances as "
-                        "PyTorch); int8 = the INT8 trunk written by `mito-export --int8` in ONNX Runtime on a CPU, 1.2-1.4x "
+                        "PyTorch); int8 = the INT8 trunk written by `mito-export --int8` in ONNX Runtime on a CPU, 1.2-1.6x "
                         "the frames/s of FP32 (measured: the same F1 on held-out images; see BENCHMARKS.md). Proposal "
                         "decoding, NMS and the heads are always FP32 (default: auto)")
     p.add_argument("--device", default="auto", type=_device, metavar="{auto,cpu,cuda,cuda:N}",

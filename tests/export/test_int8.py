@@ -62,12 +62,13 @@ def test_int8_export_is_quantized_recorded_and_served(fast_model_dir, tmp_path, 
     assert entry["source_sha256"] == exports["onnx"]["sha256"] and entry["weights_sha256"] == exports["onnx"]["weights_sha256"]
     assert entry["agreement"]["instances_fp32"] > 0 and entry["agreement"]["instances_int8"] > 0
     assert entry["calibration"]["tiles"] > 0 and entry["calibration"]["images"] == ["synthetic_0.tif", "synthetic_1.tif"]
-    # convolutions really are INT8: every Conv weight comes through a DequantizeLinear of an int8 initializer
+    # convolutions really are INT8: every Conv of the FP32 trunk became a QLinearConv with int8 weights
     graph = onnx.load_from_string(data).graph
+    fp32_convs = [n for n in onnx.load_from_string((fast_model_dir / ONNX_FILE).read_bytes()).graph.node if n.op_type == "Conv"]
     int8_inits = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
-    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8_inits}
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    assert convs and all(n.input[1] in dequantized for n in convs)
+    qconvs = [n for n in graph.node if n.op_type == "QLinearConv"]
+    assert not [n for n in graph.node if n.op_type == "Conv"] and len(qconvs) == len(fp32_convs) > 0
+    assert all(n.input[3] in int8_inits for n in qconvs)  # QLinearConv inputs: x, x_scale, x_zero_point, w, ...
     assert len(data) < 0.5 * (fast_model_dir / ONNX_FILE).stat().st_size  # int8 weights (+ FP32 biases and scales)
 
     sel = select_backend(fast_model_dir, "auto", BackendOptions(device="cpu", threads=1, precision="int8"))
