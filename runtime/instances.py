@@ -107,3 +107,33 @@ class Instances:
         if scores is None:
             scores = np.ones(len(ids), np.float32)
         return Instances(np.array(offsets, np.int64).reshape(-1, 2), masks, scores)
+
+
+def paint_reading_order(instances: Instances, shape: tuple[int, int]) -> tuple[np.ndarray, Instances, np.ndarray]:
+    """Label image with ids 1..N in reading order (top-left first), the visible part of each id, and its scores.
+
+    Masks are painted from the lowest score up, so where they overlap the higher score wins
+    (as `Instances.to_label_image`, without its full-size float buffer); an instance left with
+    no visible pixel gets no id.
+    """
+    from scipy import ndimage
+
+    n = len(instances)
+    order = np.lexsort((instances.offsets[:, 1], instances.offsets[:, 0])) if n else np.zeros(0, np.int64)
+    dtype = np.uint16 if n < 65535 else np.uint32
+    labels = np.zeros(shape, dtype)
+    for i in np.argsort(instances.scores[order], kind="stable"):  # id i + 1: the i-th in reading order
+        (r, c), m = instances.offsets[order[i]], instances.masks[order[i]]
+        r0, c0, r1, c1 = max(r, 0), max(c, 0), min(r + m.shape[0], shape[0]), min(c + m.shape[1], shape[1])
+        if r1 > r0 and c1 > c0:
+            labels[r0:r1, c0:c1][m[r0 - r : r1 - r, c0 - c : c1 - c]] = i + 1
+    slices = ndimage.find_objects(labels, max_label=n) if n else []  # one linear pass, no sort
+    present = np.array([i + 1 for i, sl in enumerate(slices) if sl is not None], np.int64)
+    if len(present) != n:  # hidden instances: close the gaps so ids run 1..N
+        remap = np.zeros(n + 1, dtype)
+        remap[present] = np.arange(1, len(present) + 1, dtype=dtype)
+        labels = remap[labels]
+    offsets = [(slices[i - 1][0].start, slices[i - 1][1].start) for i in present]
+    masks = [labels[slices[i - 1]] == k + 1 for k, i in enumerate(present)]
+    scores = instances.scores[order][present - 1] if len(present) else np.zeros(0, np.float32)
+    return labels, Instances(np.array(offsets, np.int64).reshape(-1, 2), masks, scores), scores

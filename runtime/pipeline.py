@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .image_io import ImageData, ImageReadError
-from .instances import Instances
+from .instances import Instances, paint_reading_order
 from .measure import measure_instances, summarize_image
 from .reader import Decoded, InputItem, decode, read_ahead
 from .results import FAILED, OK, ImageResult, failed
@@ -72,36 +72,6 @@ def output_paths(key: str, n_planes: int = 1) -> dict[str, list[str]]:
 def _clean(value):
     """NaN -> None so records are strict JSON and CSV cells are empty, not 'nan'."""
     return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _paint(instances: Instances, shape: tuple[int, int]) -> tuple[np.ndarray, Instances, np.ndarray]:
-    """Label image with ids 1..N in reading order (top-left first), the visible part of each id, and its scores.
-
-    Masks are painted from the lowest score up, so where they overlap the higher score wins
-    (as `Instances.to_label_image`, without its full-size float buffer); an instance left with
-    no visible pixel gets no id.
-    """
-    from scipy import ndimage
-
-    n = len(instances)
-    order = np.lexsort((instances.offsets[:, 1], instances.offsets[:, 0])) if n else np.zeros(0, np.int64)
-    dtype = np.uint16 if n < 65535 else np.uint32
-    labels = np.zeros(shape, dtype)
-    for i in np.argsort(instances.scores[order], kind="stable"):  # id i + 1: the i-th in reading order
-        (r, c), m = instances.offsets[order[i]], instances.masks[order[i]]
-        r0, c0, r1, c1 = max(r, 0), max(c, 0), min(r + m.shape[0], shape[0]), min(c + m.shape[1], shape[1])
-        if r1 > r0 and c1 > c0:
-            labels[r0:r1, c0:c1][m[r0 - r : r1 - r, c0 - c : c1 - c]] = i + 1
-    slices = ndimage.find_objects(labels, max_label=n) if n else []  # one linear pass, no sort
-    present = np.array([i + 1 for i, sl in enumerate(slices) if sl is not None], np.int64)
-    if len(present) != n:  # hidden instances: close the gaps so ids run 1..N
-        remap = np.zeros(n + 1, dtype)
-        remap[present] = np.arange(1, len(present) + 1, dtype=dtype)
-        labels = remap[labels]
-    offsets = [(slices[i - 1][0].start, slices[i - 1][1].start) for i in present]
-    masks = [labels[slices[i - 1]] == k + 1 for k, i in enumerate(present)]
-    scores = instances.scores[order][present - 1] if len(present) else np.zeros(0, np.float32)
-    return labels, Instances(np.array(offsets, np.int64).reshape(-1, 2), masks, scores), scores
 
 
 @dataclass
@@ -154,13 +124,26 @@ def _segment_plane(image: ImageData, segmenter: Segmenter, config: RunConfig, ti
     return _Segmented(image, px, source, seg)
 
 
+def _unknown_pixel_size_warning(seg: Segmentation) -> str:
+    """What the user is told about an image without a pixel size: how it was scaled for the model."""
+    px = seg.scaling_pixel_size_nm
+    if seg.scaling_source == "estimated":
+        return (f"no pixel size in the file: areas are in px; scale estimated as {px:.3g} nm per pixel from "
+                f"{Path(seg.estimated_from).name} (once per image size; at the default {seg.estimate.default_nm:g} nm the "
+                f"model found far fewer mitochondria; set --pixel-size if you know it)")
+    if seg.estimate is not None:
+        return (f"no pixel size in the file: areas are in px; scaled for the model at the default {px:g} nm per pixel, "
+                f"which the scale estimate kept (set --pixel-size)")
+    return f"no pixel size in the file: areas are in px; scaling assumed {px:g} nm per pixel (set --pixel-size)"
+
+
 def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: RunConfig, out_dir: Path,
                    timer: _Timer, result: ImageResult) -> _Plane:
     """Paint, measure and write one segmented plane (no model: may run off the main thread)."""
     image, px, source, seg = segmented.image, segmented.px, segmented.source, segmented.seg
     t0 = time.perf_counter()
     shape = image.array.shape[:2]
-    labels, visible, scores = _paint(seg.instances, shape)
+    labels, visible, scores = paint_reading_order(seg.instances, shape)
     ids = np.arange(1, len(visible) + 1)
     plane = index + 1
     rows = measure_instances(labels, image.array, px, {int(i): float(s) for i, s in zip(ids, scores)}) if len(ids) else []
@@ -175,17 +158,8 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
         atomic_write_bytes(out_dir / name, render_overlay(image.array, labels))
         result.outputs.append(name)
     scaling_source = source if source != "unknown" else seg.scaling_source
-    if scaling_source == "estimated":
-        default, origin = seg.estimate.default_nm, Path(seg.estimated_from).name
-        result.warnings.append(f"no pixel size in the file: areas are in px; scale estimated as {seg.scaling_pixel_size_nm:.3g} nm "
-                               f"per pixel from {origin} (once per image size; at the default {default:g} nm the model "
-                               f"found far fewer mitochondria; set --pixel-size if you know it)")
-    elif source == "unknown" and seg.estimate is not None:
-        result.warnings.append(f"no pixel size in the file: areas are in px; scaled for the model at the default "
-                               f"{seg.scaling_pixel_size_nm:g} nm per pixel, which the scale estimate kept (set --pixel-size)")
-    elif source == "unknown":
-        result.warnings.append(f"no pixel size in the file: areas are in px; scaling assumed "
-                               f"{seg.scaling_pixel_size_nm:g} nm per pixel (set --pixel-size)")
+    if source == "unknown":
+        result.warnings.append(_unknown_pixel_size_warning(seg))
     result.image_rows.append({
         "image": decoded.item.key, "plane": plane, "status": OK, "error": "", "width": shape[1], "height": shape[0],
         "pixel_size_nm": px, "pixel_size_source": source, "scaling_pixel_size_nm": seg.scaling_pixel_size_nm,

@@ -118,21 +118,20 @@ class Segmenter:
     def segment(self, image: ImageData, pixel_size_nm: float | None) -> Segmentation:
         """Instances of one 2-D image (gray or RGB) at its full resolution."""
         m = self.manifest
-        timed = _TimedBackend(self.backend)
+        probe, timed = _TimedBackend(self.backend), _TimedBackend(self.backend)
         t0 = time.perf_counter()
         estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
         if not pixel_size_nm and self.estimate_scale:
             key = image.array.shape[:2]
             if key not in self.scale_estimates:
-                self.scale_estimates[key] = (estimate_pixel_size(timed, image.array, m), str(image.path))
+                self.scale_estimates[key] = (estimate_pixel_size(probe, image.array, m), str(image.path))
             estimate, origin = self.scale_estimates[key]
             pixel_size_nm, source = estimate.pixel_size_nm, ("estimated" if estimate.moved else "default")
         px, factor = self.factor_for(pixel_size_nm)
         scaled = prepare(image.array, m.normalization, factor)
         t1 = time.perf_counter()
-        probe_infer, timed.seconds = timed.seconds, 0.0
         shape = image.array.shape[:2]
         instances = segment_scaled(timed, scaled, shape, 1.0 / factor, m.overlap, m.score_threshold, m.mask_threshold)
         t2 = time.perf_counter()
-        timings = {"scale": t1 - t0 - probe_infer, "infer": timed.seconds + probe_infer, "stitch": (t2 - t1) - timed.seconds}
+        timings = {"scale": t1 - t0 - probe.seconds, "infer": timed.seconds + probe.seconds, "stitch": (t2 - t1) - timed.seconds}
         return Segmentation(instances, px, factor, timings, source, estimate, origin)

@@ -41,19 +41,14 @@ class ThreadedRoIAlign(nn.Module):
             return self.inner(x, boxes, image_shapes)  # the first call also sets the pooler's level scales
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="roi_align")
+        # chunk j holds part j of every image's boxes; the same split of their output rows says where it goes
         parts = [torch.tensor_split(b, chunks) for b in boxes]
-        starts = [0]
-        for b in boxes[:-1]:
-            starts.append(starts[-1] + len(b))
-        jobs, rows = [], []
-        for j in range(chunks):
-            chunk = [p[j] for p in parts]
-            rows.append(torch.cat([torch.arange(len(p[j])) + start + sum(len(q) for q in p[:j]) for p, start in zip(parts, starts)]))
-            jobs.append(self._pool.submit(self._pooled, x, chunk, image_shapes))
-        results = [job.result() for job in jobs]
-        out = results[0].new_empty((n,) + tuple(results[0].shape[1:]))
-        for r, index in zip(results, rows):
-            out[index] = r
+        rows = [torch.tensor_split(r, chunks) for r in torch.arange(n).split([len(b) for b in boxes])]
+        jobs = [self._pool.submit(self._pooled, x, [p[j] for p in parts], image_shapes) for j in range(chunks)]
+        pooled = [job.result() for job in jobs]
+        out = pooled[0].new_empty((n,) + tuple(pooled[0].shape[1:]))
+        for j, chunk in enumerate(pooled):
+            out[torch.cat([r[j] for r in rows])] = chunk
         return out
 
     def _pooled(self, x, boxes, image_shapes) -> Tensor:

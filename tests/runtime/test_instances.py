@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import ellipse_labels  # noqa: E402
 
-from mitotally.runtime.instances import Instances
+from mitotally.runtime.instances import Instances, paint_reading_order
 
 
 def test_label_image_round_trip(rng):
@@ -78,3 +78,16 @@ def test_indexing_boxes_translation_concat():
 def test_mismatched_lengths_are_rejected():
     with pytest.raises(ValueError):
         Instances(np.zeros((2, 2)), [np.ones((2, 2), bool)], np.ones(2))
+
+
+def test_paint_higher_score_wins_ids_in_reading_order():
+    a = np.ones((10, 10), bool)
+    inst = Instances(np.array([[20, 0], [0, 5], [3, 8], [21, 1]]), [a, a, a, np.ones((2, 2), bool)], np.array([0.9, 0.6, 0.8, 0.5]))
+    labels, visible, scores = paint_reading_order(inst, (40, 40))
+    # reading order of top-left corners: (0,5) -> 1, (3,8) -> 2, (20,0) -> 3; (21,1) lies under (20,0) with a lower score
+    assert sorted(np.unique(labels)) == [0, 1, 2, 3]
+    assert labels[5, 9] == 2 and labels[1, 6] == 1 and labels[21, 1] == 3
+    assert np.allclose(scores, [0.6, 0.8, 0.9]) and len(visible) == 3
+    for k, ((r, c), m) in enumerate(zip(visible.offsets, visible.masks)):
+        assert np.array_equal(labels[r : r + m.shape[0], c : c + m.shape[1]] == k + 1, m)
+        assert (labels == k + 1).sum() == m.sum()

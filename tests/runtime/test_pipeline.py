@@ -24,7 +24,7 @@ from mitotally.runtime import reader
 from mitotally.runtime.instances import Instances
 from mitotally.runtime.manifest import weights_sha256
 from mitotally.runtime.normalize import Normalization, normalize
-from mitotally.runtime.pipeline import STAGES, RunConfig, _paint, process_file, run
+from mitotally.runtime.pipeline import STAGES, RunConfig, process_file, run
 from mitotally.runtime.prepare import prepare
 from mitotally.runtime.reader import InputError, discover_inputs, read_ahead
 from mitotally.runtime.scale import rescale_image
@@ -94,19 +94,6 @@ def test_read_ahead_keeps_order_and_bounds_memory(tmp_path, monkeypatch):
         got.append(int(decoded.first.array[0, 0]))
         decoded.close()
     assert got == [i * 10 for i in range(7)]
-
-
-def test_paint_higher_score_wins_ids_in_reading_order():
-    a = np.ones((10, 10), bool)
-    inst = Instances(np.array([[20, 0], [0, 5], [3, 8], [21, 1]]), [a, a, a, np.ones((2, 2), bool)], np.array([0.9, 0.6, 0.8, 0.5]))
-    labels, visible, scores = _paint(inst, (40, 40))
-    # reading order of top-left corners: (0,5) -> 1, (3,8) -> 2, (20,0) -> 3; (21,1) lies under (20,0) with a lower score
-    assert sorted(np.unique(labels)) == [0, 1, 2, 3]
-    assert labels[5, 9] == 2 and labels[1, 6] == 1 and labels[21, 1] == 3
-    assert np.allclose(scores, [0.6, 0.8, 0.9]) and len(visible) == 3
-    for k, ((r, c), m) in enumerate(zip(visible.offsets, visible.masks)):
-        assert np.array_equal(labels[r : r + m.shape[0], c : c + m.shape[1]] == k + 1, m)
-        assert (labels == k + 1).sum() == m.sum()
 
 
 @pytest.fixture(scope="module")
