@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..runtime.normalize import PAD_VALUE, Normalization, normalize
+from ..runtime.normalize import Normalization, normalize
 from ..runtime.scale import rescale_image, rescale_labels
 from .importers.types import LabelledImage
 
@@ -35,16 +35,30 @@ def scale_dataset(items: list[LabelledImage], norm: Normalization, model_px_nm: 
 
 
 def random_crop(item: ScaledImage, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A `size` x `size` crop, padded with PAD_VALUE (labels 0) where the image is smaller."""
+    """A `size` x `size` crop; where the image is smaller, it is mirrored, as at inference (`TileGrid.crop`).
+
+    Why mirrored, not a flat fill: GroupNorm's statistics span the crop, so a model trained on flat
+    padding sees other activations than at inference, where small images are mirror-padded. The
+    mirrored labels come along so mirrored mitochondria are positives, not background: each
+    mirrored copy gets its own ids, so an object on the edge and its reflection are two objects.
+    """
     h, w = item.image.shape
     r = int(rng.integers(0, max(h - size, 0) + 1))
     c = int(rng.integers(0, max(w - size, 0) + 1))
-    img = np.full((size, size), PAD_VALUE, np.float32)
-    lab = np.zeros((size, size), np.int32)
     sub_i = item.image[r : r + size, c : c + size]
-    img[: sub_i.shape[0], : sub_i.shape[1]] = sub_i
-    lab[: sub_i.shape[0], : sub_i.shape[1]] = item.labels[r : r + size, c : c + size]
-    return img, lab
+    sub_l = item.labels[r : r + size, c : c + size]
+    sh, sw = sub_i.shape
+    if (sh, sw) == (size, size):
+        return sub_i.copy(), sub_l.copy()
+    pad = ((0, size - sh), (0, size - sw))
+    img = np.pad(sub_i, pad, mode="symmetric").astype(np.float32, copy=False)
+    lab = np.pad(sub_l, pad, mode="symmetric").astype(np.int64)
+    copy_r = (np.arange(size) // sh)[:, None]  # which reflection of the crop a pixel belongs to
+    copy_c = (np.arange(size) // sw)[None, :]
+    copies_per_row = -(-size // sw)
+    offset = (copy_r * copies_per_row + copy_c) * (int(sub_l.max()) + 1)
+    lab = np.where(lab > 0, lab + offset, 0)
+    return img, lab.astype(np.int32)
 
 
 def labels_to_target(labels: np.ndarray, min_area: int = 6) -> dict[str, torch.Tensor]:

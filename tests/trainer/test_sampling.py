@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from mitotally.trainer.sampling import ScaledImage, crop_weights
+from mitotally.runtime.tiling import Tile, TileGrid
+from mitotally.trainer.sampling import ScaledImage, crop_weights, labels_to_target, random_crop
 
 
 def _image(h: int, w: int) -> ScaledImage:
@@ -30,3 +31,43 @@ def test_shares_are_normalised_and_checked():
         crop_weights(items, [0, 0], [0.5, 0.5])
     with pytest.raises(ValueError, match=">= 0"):
         crop_weights(items, [0, 1], [-1.0, 2.0])
+
+
+def _gradient_with_edge_object() -> ScaledImage:
+    """30 x 20 image; object 1 touches the right edge, object 2 is interior."""
+    image = np.arange(600, dtype=np.float32).reshape(30, 20) / 600
+    labels = np.zeros((30, 20), np.int32)
+    labels[5:10, 15:20] = 1
+    labels[20:25, 3:8] = 2
+    return ScaledImage("x", image, labels)
+
+
+def test_a_crop_larger_than_the_image_is_mirrored_like_an_inference_tile():
+    item = _gradient_with_edge_object()
+    img, lab = random_crop(item, 64, np.random.default_rng(0))
+    assert img.shape == lab.shape == (64, 64) and img.dtype == np.float32
+    tile = TileGrid((30, 20), 64, 0).crop(item.image, Tile(0, 0, (0, 0, 30, 20)))  # what inference feeds the model
+    np.testing.assert_array_equal(img, tile)
+
+
+def test_mirrored_objects_are_separate_instances():
+    item = _gradient_with_edge_object()
+    _, lab = random_crop(item, 64, np.random.default_rng(0))
+    np.testing.assert_array_equal(lab[:30, :20], item.labels)  # the original keeps its ids
+    # 64 / 20 -> 4 copies across, 64 / 30 -> 3 down; object 1 is whole in each column copy, cut in the last
+    ids = np.unique(lab[lab > 0])
+    assert len(ids) > 2
+    # the edge object and its reflection touch at column 20 but are two instances
+    assert lab[7, 19] == 1 and lab[7, 20] not in (0, 1)
+    target = labels_to_target(lab)
+    assert len(target["boxes"]) == len(ids)
+    assert (target["boxes"][:, 2] - target["boxes"][:, 0]).max() <= 5  # objects are 5 wide: none spans a mirror line
+
+
+def test_a_crop_inside_a_large_image_is_a_plain_window():
+    item = _gradient_with_edge_object()
+    img, lab = random_crop(item, 16, np.random.default_rng(3))
+    rows, cols = np.nonzero(np.isin(item.image, img))
+    r, c = rows.min(), cols.min()
+    np.testing.assert_array_equal(img, item.image[r : r + 16, c : c + 16])
+    np.testing.assert_array_equal(lab, item.labels[r : r + 16, c : c + 16])
