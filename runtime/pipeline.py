@@ -59,7 +59,7 @@ class RunConfig:
     read_workers: int = 2  # decoding threads
     threads: int | None = None  # torch CPU threads (None: torch's default)
     overlays: bool = True  # write overlays/<key>.png
-    estimate_scale: bool = True  # images without a pixel size: estimate their scale (else assume the model's default)
+    scale_estimate: str = "auto"  # auto | always | off: see scale_probe.SCALE_ESTIMATE_MODES
     overlap_writes: bool = True  # measure + write an input on a worker thread while the model runs on the next
 
 
@@ -137,6 +137,21 @@ def _unknown_pixel_size_warning(seg: Segmentation) -> str:
     return f"no pixel size in the file: areas are in px; scaling assumed {px:g} nm per pixel (set --pixel-size)"
 
 
+def _given_pixel_size_warning(seg: Segmentation, px: float, source: str) -> str | None:
+    """What the user is told when the scale estimate disagrees with a pixel size from the file or option."""
+    e = seg.estimate
+    if e is None or not e.moved:
+        return None
+    gain = e.coverage[e.pixel_size_nm] / max(e.coverage[e.default_nm], 1e-9)
+    where = "the file's" if source == "file" else "the --pixel-size"
+    seen = (f"the model found {gain:.1f}x more mitochondria area viewing {Path(seg.estimated_from).name} as "
+            f"{e.pixel_size_nm:.3g} nm per pixel than at {where} {px:.3g} nm")
+    if seg.scaling_source == "estimated":
+        return f"{seen}, so it segmented at {e.pixel_size_nm:.3g} nm (--scale-estimate always); µm values use {px:.3g} nm"
+    return (f"{seen}: these images may not be at the scale the model was trained for; check overlays/, then try "
+            f"--scale-estimate always (µm values keep {px:.3g} nm) or fine-tune the model on a few of them")
+
+
 def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: RunConfig, out_dir: Path,
                    timer: _Timer, result: ImageResult) -> _Plane:
     """Paint, measure and write one segmented plane (no model: may run off the main thread)."""
@@ -157,9 +172,11 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
         name = output_paths(decoded.item.key, decoded.n_planes)["overlays"][index]
         atomic_write_bytes(out_dir / name, render_overlay(image.array, labels))
         result.outputs.append(name)
-    scaling_source = source if source != "unknown" else seg.scaling_source
+    scaling_source = seg.scaling_source if source == "unknown" or seg.scaling_source == "estimated" else source
     if source == "unknown":
         result.warnings.append(_unknown_pixel_size_warning(seg))
+    elif (warning := _given_pixel_size_warning(seg, px, source)) is not None:
+        result.warnings.append(warning)
     result.image_rows.append({
         "image": decoded.item.key, "plane": plane, "status": OK, "error": "", "width": shape[1], "height": shape[0],
         "pixel_size_nm": px, "pixel_size_source": source, "scaling_pixel_size_nm": seg.scaling_pixel_size_nm,

@@ -66,6 +66,7 @@ def _device(text: str) -> str:
 
 def get_args_parser() -> argparse.ArgumentParser:
     from .backends.select import BACKEND_NAMES, PRECISIONS
+    from .scale_probe import SCALE_ESTIMATE_MODES
 
     p = argparse.ArgumentParser(
         prog="mito-run",
@@ -89,13 +90,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=_pixel_size, metavar="SIZE",
                    help="pixel size of every input, overriding file metadata, e.g. 4.2nm or 0.0042um. Without it, "
                         "the file's ImageJ/OME/TIFF resolution is used; files without one are measured in px only "
-                        "(and their scale for the model is estimated: see --no-scale-estimate)")
-    p.add_argument("--no-scale-estimate", dest="estimate_scale", action="store_false",
-                   help="for images without a pixel size, assume the model's default input pixel size (5 nm for the "
-                        "shipped model) instead of estimating the scale from the image. The estimate segments the "
-                        "image centre at 2x coarser to 8x finer pixel sizes and leaves the default only when another "
-                        "scale finds clearly more (about 0.6 s per image on a 2-core CPU); images.csv says which "
-                        "(scaling_source: default or estimated)")
+                        "(and their scale for the model is estimated: see --scale-estimate)")
+    p.add_argument("--scale-estimate", choices=SCALE_ESTIMATE_MODES, default="auto",
+                   help="the model finds mitochondria only near the scale it was trained at, so the image centre is "
+                        "segmented at 2x coarser to 8x finer pixel sizes (about 0.6-2 s, once per image size). auto: "
+                        "images without a pixel size are scaled by this estimate; for calibrated ones it is only a "
+                        "check that warns when another scale finds clearly more. always: the estimate also sets the "
+                        "scale the model sees calibrated images at; their µm values still use the calibration. off: "
+                        "no estimate; images without a pixel size get the model's default (5 nm for the shipped "
+                        "model). images.csv says which scale was used (scaling_source) (default: auto)")
+    p.add_argument("--no-scale-estimate", dest="scale_estimate", action="store_const", const="off",
+                   help="same as --scale-estimate off")
     p.add_argument("--recursive", "-r", action="store_true", help="also process images in subfolders of folder INPUTs")
     p.add_argument("--overwrite", action="store_true", help="redo inputs that already have finished results in OUT")
     p.add_argument("--batch", type=_positive, metavar="N", help="tiles per inference call (default: the backend's)")
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                        batch=args.batch, tile=args.tile, score_threshold=args.score_threshold,
                        mask_threshold=args.mask_threshold, overwrite=args.overwrite, recursive=args.recursive,
                        quiet=args.quiet, read_ahead=args.read_ahead, threads=args.threads, overlays=args.overlays,
-                       estimate_scale=args.estimate_scale)
+                       scale_estimate=args.scale_estimate)
     if config.threads:
         import torch
 
@@ -268,7 +273,7 @@ def _load(config, fail):
     try:
         return Segmenter(config.model_dir, backend=config.backend, device=config.device, batch=config.batch, tile=config.tile,
                          score_threshold=config.score_threshold, mask_threshold=config.mask_threshold,
-                         precision=config.precision, threads=config.threads, estimate_scale=config.estimate_scale)
+                         precision=config.precision, threads=config.threads, scale_estimate=config.scale_estimate)
     except (ModelNotFound, BackendUnavailable) as e:
         return fail(str(e))
     except FileNotFoundError as e:

@@ -78,9 +78,20 @@ def choose(default_nm: float, covered: dict[float, float], min_gain: float = MIN
     return ScaleEstimate(default_nm, default_nm, dict(covered))
 
 
-def estimate_pixel_size(backend: Backend, image: np.ndarray, manifest: Manifest) -> ScaleEstimate:
-    """5 one-tile segmentations (7 when the default loses); about 0.6 s on a 2-core CPU with the INT8 trunk."""
-    default = manifest.default_input_pixel_size_nm
+SCALE_ESTIMATE_MODES = ("auto", "always", "off")
+"""auto: images without a pixel size are scaled by the estimate; calibrated ones are only checked (a
+warning when the model finds clearly more at another scale). always: the estimate also sets the scale
+the model sees calibrated images at (their µm values still use the calibration). off: no estimate."""
+
+
+def estimate_pixel_size(backend: Backend, image: np.ndarray, manifest: Manifest,
+                        start_nm: float | None = None) -> ScaleEstimate:
+    """5 one-tile segmentations (7 when the start loses); about 0.6 s on a 2-core CPU with the INT8 trunk.
+
+    `start_nm` is the pixel size to keep unless another is clearly better: a file's calibration, or
+    (None) the manifest's default for files without one.
+    """
+    default = start_nm or manifest.default_input_pixel_size_nm
     covered = {px: coverage(backend, image, manifest, px) for px in candidates(default)}
     first = choose(default, covered)
     if not first.moved:

@@ -21,7 +21,7 @@ from .image_io import ImageData
 from .instances import Instances
 from .manifest import MANIFEST, Manifest, load_model, weights_sha256
 from .prepare import prepare
-from .scale_probe import ScaleEstimate, estimate_pixel_size
+from .scale_probe import SCALE_ESTIMATE_MODES, ScaleEstimate, estimate_pixel_size
 from .segment import segment_scaled
 
 
@@ -77,6 +77,11 @@ class Segmentation:
     estimate: ScaleEstimate | None = None  # the probe's coverages, when it ran
     estimated_from: str = ""  # the image the estimate was made on (the first one of this size)
 
+    @property
+    def scale_disputed(self) -> bool:
+        """A given pixel size that the scale estimate disagrees with but was not allowed to change."""
+        return self.scaling_source == "given" and self.estimate is not None and self.estimate.moved
+
 
 class Segmenter:
     """The model, loaded once, and the backend that runs it; `segment` keeps no per-image state."""
@@ -84,7 +89,7 @@ class Segmenter:
     def __init__(self, model_dir: Path | None = None, backend: str = "auto", device: str = "auto",
                  batch: int | None = None, tile: int | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
-                 precision: str = "auto", threads: int | None = None, estimate_scale: bool = True):
+                 precision: str = "auto", threads: int | None = None, scale_estimate: str = "auto"):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         model, manifest = load_model(self.model_dir)
         if tile is not None and tile != manifest.tile:
@@ -105,10 +110,12 @@ class Segmenter:
         self.backend_skipped = dict(selection.skipped)
         self.device = str(getattr(self.backend, "device", opts.device or "cpu"))
         self.weights_sha256 = weights_sha256(self.model_dir)
-        self.estimate_scale = estimate_scale  # for images without a pixel size; else the manifest's default
-        # one estimate per image size: frames of one size from one instrument share a scale, and the probe
-        # costs ~5 tiles of inference, more than a whole small image
-        self.scale_estimates: dict[tuple[int, int], tuple[ScaleEstimate, str]] = {}
+        if scale_estimate not in SCALE_ESTIMATE_MODES:
+            raise ValueError(f"scale_estimate must be one of {SCALE_ESTIMATE_MODES}, not {scale_estimate!r}")
+        self.scale_estimate = scale_estimate
+        # one estimate per image size (and given pixel size): frames of one size from one instrument share a
+        # scale, and the probe costs ~5 tiles of inference, more than a whole small image
+        self.scale_estimates: dict[tuple[int, int, float | None], tuple[ScaleEstimate, str]] = {}
 
     def factor_for(self, pixel_size_nm: float | None) -> tuple[float, float]:
         """(input pixel size used for scaling, factor): unknown sizes assume the manifest's default."""
@@ -121,12 +128,15 @@ class Segmenter:
         probe, timed = _TimedBackend(self.backend), _TimedBackend(self.backend)
         t0 = time.perf_counter()
         estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
-        if not pixel_size_nm and self.estimate_scale:
-            key = image.array.shape[:2]
+        if self.scale_estimate != "off":
+            key = (*image.array.shape[:2], pixel_size_nm or None)
             if key not in self.scale_estimates:
-                self.scale_estimates[key] = (estimate_pixel_size(probe, image.array, m), str(image.path))
+                self.scale_estimates[key] = (estimate_pixel_size(probe, image.array, m, pixel_size_nm), str(image.path))
             estimate, origin = self.scale_estimates[key]
-            pixel_size_nm, source = estimate.pixel_size_nm, ("estimated" if estimate.moved else "default")
+            if not pixel_size_nm:
+                pixel_size_nm, source = estimate.pixel_size_nm, ("estimated" if estimate.moved else "default")
+            elif self.scale_estimate == "always" and estimate.moved:
+                pixel_size_nm, source = estimate.pixel_size_nm, "estimated"
         px, factor = self.factor_for(pixel_size_nm)
         scaled = prepare(image.array, m.normalization, factor)
         t1 = time.perf_counter()

@@ -82,8 +82,11 @@ def watch_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff", type=_seconds, default=10.0, metavar="SECONDS", help="first retry delay, doubled each time (default 10)")
     p.add_argument("--batch", type=int, default=None, help="tiles per inference call (default: the backend's)")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlays/<key>.png")
-    p.add_argument("--no-scale-estimate", action="store_true",
-                   help="images without a pixel size: assume the model's default instead of estimating it (as mito-run)")
+    p.add_argument("--scale-estimate", choices=("auto", "always", "off"), default="auto",
+                   help="as mito-run: auto scales images without a pixel size by an estimate and only checks "
+                        "calibrated ones; always also rescales those for the model; off assumes the default")
+    p.add_argument("--no-scale-estimate", dest="scale_estimate", action="store_const", const="off",
+                   help="same as --scale-estimate off")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
 
         run_cfg = RunConfig(model_dir=args.model, backend=args.backend, precision=args.precision, device=args.device, pixel_size_nm=args.pixel_size,
                             batch=args.batch, recursive=args.recursive, quiet=True, overlays=not args.no_overlays,
-                            estimate_scale=not args.no_scale_estimate)
+                            scale_estimate=args.scale_estimate)
         try:
             return serve(cfg, lambda: PipelineProcessor(cfg.out_dir, run_cfg), stop=stop)
         except (AlreadyRunning, JournalError, StartupError) as exc:

@@ -70,10 +70,10 @@ def run_info(segmenter, config, summary) -> dict:
             "tile": segmenter.backend.tile,
             "batch": segmenter.backend.batch,
         },
-        "scale_estimates": [
-            {"width": shape[1], "height": shape[0], "estimated_from": origin, "pixel_size_nm": e.pixel_size_nm,
+        "scale_estimates": [  # given_pixel_size_nm: null for images without one, else the calibration it checked
+            {"width": w, "height": h, "given_pixel_size_nm": given, "estimated_from": origin, "pixel_size_nm": e.pixel_size_nm,
              "default_nm": e.default_nm, "moved": e.moved, "coverage_by_pixel_size_nm": {f"{k:.4g}": round(v, 4) for k, v in e.coverage.items()}}
-            for shape, (e, origin) in getattr(segmenter, "scale_estimates", {}).items()
+            for (h, w, given), (e, origin) in getattr(segmenter, "scale_estimates", {}).items()
         ],
         "config": _jsonable(asdict(config)),
         "counts": {

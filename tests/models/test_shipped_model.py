@@ -130,3 +130,34 @@ def test_shipped_model_finds_the_scale_of_a_full_resolution_uncalibrated_cardiac
     assert row["scaling_source"] == "estimated" and float(row["scaling_pixel_size_nm"]) == pytest.approx(1.25)
     metrics = run_eval(gt, out / "predictions.json")["metrics"]
     assert metrics["f1@0.5"] >= CARDIAC_F1_FLOOR, metrics
+
+
+@pytest.mark.slow
+def test_a_calibration_at_another_scale_than_training_is_flagged_and_always_rescales(tmp_path, capsys):
+    """The sample frame shown 2x larger with a pixel size of 5 nm (the model's training scale, so 2x off):
+    by default mito-run keeps the given 5 nm and warns; with --scale-estimate always the model sees it
+    at 2.5 nm while the µm values keep 5 nm."""
+    import csv
+
+    from PIL import Image
+
+    sample = Image.open(REPO / "samples" / "cardiac_tem_3.jpg").convert("L")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    sample.resize((sample.width * 2, sample.height * 2), Image.BILINEAR).save(inp / "frame_x2.png")
+
+    def run(*extra: str) -> dict:
+        out = tmp_path / f"out{len(extra)}"
+        assert mito_run([str(inp), "-o", str(out), "--backend", "torch", "--pixel-size", "5nm", *extra]) == 0
+        with open(out / "images.csv", newline="") as f:
+            return next(csv.DictReader(f))
+
+    kept = run()
+    err = capsys.readouterr().err
+    assert kept["scaling_source"] == "option" and float(kept["scaling_pixel_size_nm"]) == 5.0
+    assert "may not be at the scale the model was trained for" in err and "--scale-estimate always" in err
+    moved = run("--scale-estimate", "always")
+    err = capsys.readouterr().err
+    assert moved["scaling_source"] == "estimated" and float(moved["scaling_pixel_size_nm"]) == pytest.approx(2.5)
+    assert float(moved["pixel_size_nm"]) == 5.0 and "µm values use 5 nm" in err
+    assert int(moved["count"]) >= 12, (moved["count"], kept["count"])

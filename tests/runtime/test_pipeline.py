@@ -134,7 +134,9 @@ def test_full_run_outputs_read_back(finished_run, segmenter):
     # where the scale came from: the file, or (no pixel size) the model's default or the estimate from the image
     assert images[0]["scaling_source"] == "file" and images[4]["scaling_source"] in ("default", "estimated")
     estimates = json.loads((out / "run.json").read_text())["scale_estimates"]
-    assert {(e["width"], e["height"]) for e in estimates} == {(110, 90), (100, 120)}  # one per size without a pixel size
+    # one estimate per size of the images without a pixel size; one check per size and calibration of the others
+    assert {(e["width"], e["height"]) for e in estimates if e["given_pixel_size_nm"] is None} == {(110, 90), (100, 120)}
+    assert {(e["width"], e["height"], e["given_pixel_size_nm"]) for e in estimates if e["given_pixel_size_nm"]} == {(190, 150, 10.0)}
     assert all(float(images[i]["scaling_pixel_size_nm"]) == next(e["pixel_size_nm"] for e in estimates if e["width"] == w)
                for i, w in ((1, 110), (4, 100)))
     coco = COCO(str(out / "predictions.json"))

@@ -68,9 +68,27 @@ def test_shipped_model_finds_the_scale_of_a_full_resolution_frame(shipped):
     assert found.estimate.coverage[1.25] > 3 * found.estimate.coverage[5.0]
     # the same mitochondria as at the original size, within a few (16 on the original; labelling partial)
     assert abs(len(found.instances) - len(at_default.instances)) <= 3 and len(at_default.instances) >= 12
-    # given a pixel size, nothing is estimated
+    # given the right pixel size, the check agrees and nothing moves
     given = shipped.segment(big, 1.25)
-    assert given.scaling_source == "given" and given.estimate is None and len(given.instances) == len(found.instances)
+    assert given.scaling_source == "given" and given.scaling_pixel_size_nm == 1.25 and not given.scale_disputed
+    assert given.estimate.default_nm == 1.25 and len(given.instances) == len(found.instances)
+
+
+def test_a_calibration_the_model_disagrees_with_is_kept_and_flagged_unless_always(shipped, monkeypatch):
+    """The full-resolution frame *calibrated* as 5 nm (as if the model's training scale were physical): by
+    default the calibration is what the model sees, and the check says the model disagrees; with
+    --scale-estimate always the model sees it at the estimated scale, while µm values keep 5 nm."""
+    big = ImageData(Path("cardiac_x4.tif"), _upsampled(read_image(CARDIAC).array, 4), 5.0)
+    kept = shipped.segment(big, 5.0)
+    assert kept.scaling_source == "given" and kept.scaling_pixel_size_nm == 5.0 and kept.scale_disputed
+    assert kept.estimate.default_nm == 5.0 and kept.estimate.pixel_size_nm == pytest.approx(1.25)
+    at_true_scale = shipped.segment(big, 1.25)
+    monkeypatch.setattr(shipped, "scale_estimate", "always")
+    moved = shipped.segment(big, 5.0)
+    assert moved.scaling_source == "estimated" and moved.scaling_pixel_size_nm == pytest.approx(1.25)
+    # exactly what the model gives at the true scale (at 5 nm it cut fragments: F1 0.00)
+    assert len(moved.instances) == len(at_true_scale.instances) >= 12
+    np.testing.assert_array_equal(moved.instances.offsets, at_true_scale.instances.offsets)
 
 
 def test_one_estimate_per_image_size(shipped, monkeypatch):
@@ -89,7 +107,12 @@ def test_one_estimate_per_image_size(shipped, monkeypatch):
 
 
 def test_no_scale_estimate_assumes_the_default():
-    seg = Segmenter(backend="torch", device="cpu", estimate_scale=False)
+    seg = Segmenter(backend="torch", device="cpu", scale_estimate="off")
     out = seg.segment(ImageData(Path("x.png"), read_image(CARDIAC).array, None), None)
     assert out.scaling_source == "default" and out.estimate is None and out.scaling_pixel_size_nm == 5.0
     assert not seg.scale_estimates
+
+
+def test_unknown_modes_are_refused():
+    with pytest.raises(ValueError, match="scale_estimate"):
+        Segmenter(backend="torch", device="cpu", scale_estimate="sometimes")

@@ -66,3 +66,15 @@ def test_status_json_reports_running_while_the_lock_is_held(tmp_path, capsys):
     assert cli.main(["status", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "NOT running" in text and "1 waiting" in text
+
+
+def test_scale_estimate_modes_are_mito_runs(tmp_path):
+    from mitotally.runtime.scale_probe import SCALE_ESTIMATE_MODES
+
+    parser = cli.watch_parser()
+    for mode in SCALE_ESTIMATE_MODES:
+        assert parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o"), "--scale-estimate", mode]).scale_estimate == mode
+    assert parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o"), "--no-scale-estimate"]).scale_estimate == "off"
+    assert parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o")]).scale_estimate == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o"), "--scale-estimate", "sometimes"])
