@@ -129,9 +129,14 @@ def _check_intensity(intensity: np.ndarray | None, shape: tuple[int, ...]) -> np
 
 
 def measure_instances(
-    labels: np.ndarray, intensity: np.ndarray | None, pixel_size_nm: float | None, scores: dict[int, float]
+    labels: np.ndarray, intensity: np.ndarray | None, pixel_size_nm: float | None, scores: dict[int, float],
+    field_of_view: tuple[int, int, int, int] | None = None,
 ) -> list[dict]:
-    """One row per label id (ascending), keys in `OBJECT_COLUMNS` order."""
+    """One row per label id (ascending), keys in `OBJECT_COLUMNS` order.
+
+    `field_of_view` (row0, col0, row1, col1) is the specimen region when an instrument's data bar was
+    left out: an object cut by it counts as touching the border, as one cut by the frame's edge does.
+    """
     from skimage.measure import regionprops
 
     labels = np.asarray(labels)
@@ -141,7 +146,7 @@ def measure_instances(
         labels = labels.astype(np.uint8)
     image = _check_intensity(intensity, labels.shape)
     um = pixel_size_nm / 1000.0 if pixel_size_nm else None
-    height, width = labels.shape
+    top, left, height, width = field_of_view if field_of_view is not None else (0, 0, *labels.shape)
     rows = []
     for region in regionprops(labels, intensity_image=image):
         area = float(region.area)
@@ -178,7 +183,7 @@ def measure_instances(
             bbox_row1=r1,
             bbox_col1=c1,
             score=float(scores.get(int(region.label), NAN)),
-            touches_border=bool(r0 == 0 or c0 == 0 or r1 == height or c1 == width),
+            touches_border=bool(r0 <= top or c0 <= left or r1 >= height or c1 >= width),
         )
         rows.append({k: row[k] for k in OBJECT_COLUMNS})
     return rows

@@ -60,6 +60,7 @@ class RunConfig:
     threads: int | None = None  # torch CPU threads (None: torch's default)
     overlays: bool = True  # write overlays/<key>.png
     scale_estimate: str = "auto"  # auto | always | off: see scale_probe.SCALE_ESTIMATE_MODES
+    skip_data_bars: bool = True  # segment and measure only the specimen, not a flat data bar along an edge
     overlap_writes: bool = True  # measure + write an input on a worker thread while the model runs on the next
 
 
@@ -161,8 +162,10 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
     labels, visible, scores = paint_reading_order(seg.instances, shape)
     ids = np.arange(1, len(visible) + 1)
     plane = index + 1
-    rows = measure_instances(labels, image.array, px, {int(i): float(s) for i, s in zip(ids, scores)}) if len(ids) else []
-    summary = summarize_image(rows, shape, px)
+    box = seg.content  # None: the whole frame is specimen
+    view = None if box is None else (box.top, box.left, box.bottom, box.right)
+    rows = measure_instances(labels, image.array, px, {int(i): float(s) for i, s in zip(ids, scores)}, view) if len(ids) else []
+    summary = summarize_image(rows, shape if box is None else box.content_shape, px)
     result.object_rows += [{"image": decoded.item.key, "plane": plane, **{k: _clean(v) for k, v in r.items()}} for r in rows]
     t1 = time.perf_counter()
     timer.add("measure", t1 - t0)
@@ -173,6 +176,10 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
         atomic_write_bytes(out_dir / name, render_overlay(image.array, labels))
         result.outputs.append(name)
     scaling_source = seg.scaling_source if source == "unknown" or seg.scaling_source == "estimated" else source
+    if box is not None:
+        result.warnings.append(f"left out a flat band along the edge ({box.describe()}: an instrument's data bar?); "
+                               f"segmented and measured the other {box.content_shape[1]}x{box.content_shape[0]} px "
+                               f"(--keep-data-bars to segment the whole frame)")
     if source == "unknown":
         result.warnings.append(_unknown_pixel_size_warning(seg))
     elif (warning := _given_pixel_size_warning(seg, px, source)) is not None:

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from .backends.select import BackendOptions, select_backend
+from .content import ContentBox, content_box
 from .image_io import ImageData
 from .instances import Instances
 from .manifest import MANIFEST, Manifest, load_model, weights_sha256
@@ -76,6 +79,7 @@ class Segmentation:
     scaling_source: str = "given"  # given (file or option), default (assumed), estimated (scale_probe)
     estimate: ScaleEstimate | None = None  # the probe's coverages, when it ran
     estimated_from: str = ""  # the image the estimate was made on (the first one of this size)
+    content: ContentBox | None = None  # the specimen region segmented (None: the whole frame)
 
     @property
     def scale_disputed(self) -> bool:
@@ -89,7 +93,8 @@ class Segmenter:
     def __init__(self, model_dir: Path | None = None, backend: str = "auto", device: str = "auto",
                  batch: int | None = None, tile: int | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
-                 precision: str = "auto", threads: int | None = None, scale_estimate: str = "auto"):
+                 precision: str = "auto", threads: int | None = None, scale_estimate: str = "auto",
+                 skip_data_bars: bool = True):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         model, manifest = load_model(self.model_dir)
         if tile is not None and tile != manifest.tile:
@@ -113,6 +118,7 @@ class Segmenter:
         if scale_estimate not in SCALE_ESTIMATE_MODES:
             raise ValueError(f"scale_estimate must be one of {SCALE_ESTIMATE_MODES}, not {scale_estimate!r}")
         self.scale_estimate = scale_estimate
+        self.skip_data_bars = skip_data_bars  # segment only the specimen, not an instrument's data bar (content.py)
         # one estimate per image size (and given pixel size): frames of one size from one instrument share a
         # scale, and the probe costs ~5 tiles of inference, more than a whole small image
         self.scale_estimates: dict[tuple[int, int, float | None], tuple[ScaleEstimate, str]] = {}
@@ -127,21 +133,25 @@ class Segmenter:
         m = self.manifest
         probe, timed = _TimedBackend(self.backend), _TimedBackend(self.backend)
         t0 = time.perf_counter()
+        box = content_box(image.array) if self.skip_data_bars else None
+        array = image.array if box is None or box.is_whole else box.crop(image.array)
         estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
         if self.scale_estimate != "off":
             key = (*image.array.shape[:2], pixel_size_nm or None)
             if key not in self.scale_estimates:
-                self.scale_estimates[key] = (estimate_pixel_size(probe, image.array, m, pixel_size_nm), str(image.path))
+                self.scale_estimates[key] = (estimate_pixel_size(probe, array, m, pixel_size_nm), str(image.path))
             estimate, origin = self.scale_estimates[key]
             if not pixel_size_nm:
                 pixel_size_nm, source = estimate.pixel_size_nm, ("estimated" if estimate.moved else "default")
             elif self.scale_estimate == "always" and estimate.moved:
                 pixel_size_nm, source = estimate.pixel_size_nm, "estimated"
         px, factor = self.factor_for(pixel_size_nm)
-        scaled = prepare(image.array, m.normalization, factor)
+        scaled = prepare(array, m.normalization, factor)
         t1 = time.perf_counter()
-        shape = image.array.shape[:2]
-        instances = segment_scaled(timed, scaled, shape, 1.0 / factor, m.overlap, m.score_threshold, m.mask_threshold)
+        instances = segment_scaled(timed, scaled, array.shape[:2], 1.0 / factor, m.overlap, m.score_threshold, m.mask_threshold)
+        if box is not None and not box.is_whole:
+            instances.offsets += np.array([box.top, box.left], np.int64)  # back to frame coordinates
         t2 = time.perf_counter()
         timings = {"scale": t1 - t0 - probe.seconds, "infer": timed.seconds + probe.seconds, "stitch": (t2 - t1) - timed.seconds}
-        return Segmentation(instances, px, factor, timings, source, estimate, origin)
+        return Segmentation(instances, px, factor, timings, source, estimate, origin,
+                            None if box is None or box.is_whole else box)

@@ -87,6 +87,8 @@ def watch_parser() -> argparse.ArgumentParser:
                         "calibrated ones; always also rescales those for the model; off assumes the default")
     p.add_argument("--no-scale-estimate", dest="scale_estimate", action="store_const", const="off",
                    help="same as --scale-estimate off")
+    p.add_argument("--keep-data-bars", action="store_true",
+                   help="segment whole frames, including a flat data bar along an edge (as mito-run)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -180,7 +182,8 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
 
         run_cfg = RunConfig(model_dir=args.model, backend=args.backend, precision=args.precision, device=args.device, pixel_size_nm=args.pixel_size,
                             batch=args.batch, recursive=args.recursive, quiet=True, overlays=not args.no_overlays,
-                            scale_estimate=args.scale_estimate)
+                            scale_estimate=args.scale_estimate,
+                            skip_data_bars=not args.keep_data_bars)
         try:
             return serve(cfg, lambda: PipelineProcessor(cfg.out_dir, run_cfg), stop=stop)
         except (AlreadyRunning, JournalError, StartupError) as exc:

@@ -78,3 +78,9 @@ def test_scale_estimate_modes_are_mito_runs(tmp_path):
     assert parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o")]).scale_estimate == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o"), "--scale-estimate", "sometimes"])
+
+
+def test_keep_data_bars_reaches_the_pipeline_config(tmp_path):
+    parser = cli.watch_parser()
+    assert parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o")]).keep_data_bars is False
+    assert parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o"), "--keep-data-bars"]).keep_data_bars is True
