@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mitotally.runtime.manifest import load_manifest, load_model
@@ -161,3 +162,33 @@ def test_a_calibration_at_another_scale_than_training_is_flagged_and_always_resc
     assert moved["scaling_source"] == "estimated" and float(moved["scaling_pixel_size_nm"]) == pytest.approx(2.5)
     assert float(moved["pixel_size_nm"]) == 5.0 and "µm values use 5 nm" in err
     assert int(moved["count"]) >= 12, (moved["count"], kept["count"])
+
+
+@pytest.mark.slow
+def test_a_full_instrument_frame_with_its_data_bar_needs_no_option(shared_data, tmp_path):
+    """Image_3 as the camera writes it: 4864x3704, no pixel size, a 440-row black data bar with text under the
+    specimen. Measured 2026-12-01: F1@0.5 0.84 with no option; 0.00 with --keep-data-bars (the bar also
+    defeats the scale estimate, which then keeps 5 nm)."""
+    import sys
+
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO / "tests" / "runtime"))
+    from test_content import _with_bar
+
+    src = shared_data / "seed-cardiac"
+    gt = tmp_path / "gt"
+    (gt / "Images").mkdir(parents=True)
+    (gt / "Masks" / "Image_3").mkdir(parents=True)
+    image = Image.open(src / "Images" / "Image_3.jpg").convert("L")
+    size = (image.width * 4, image.height * 4)
+    frame = _with_bar(np.asarray(image.resize(size, Image.BILINEAR)), 440)
+    assert frame.shape == (3704, 4864)
+    Image.fromarray(frame).save(gt / "Images" / "Image_3.png")
+    for mask in sorted((src / "Masks" / "Image_3").glob("*.jpg")):
+        binary = np.asarray(Image.open(mask).convert("L").point(lambda v: 255 if v > 127 else 0).resize(size, Image.NEAREST))
+        Image.fromarray(np.pad(binary, ((0, 440), (0, 0)))).save(gt / "Masks" / "Image_3" / f"{mask.stem}.png")
+    out = tmp_path / "out"
+    assert mito_run([str(gt / "Images"), "-o", str(out), "--quiet"]) == 0
+    metrics = run_eval(gt, out / "predictions.json")["metrics"]
+    assert metrics["f1@0.5"] >= CARDIAC_F1_FLOOR, metrics
