@@ -1,8 +1,9 @@
 """A loaded model that turns one 2-D image into instances at the image's full resolution.
 
-`Segmenter` loads the model once and runs, per image: for an image without a
-pixel size, estimate its scale (`scale_probe`) -> normalise (the
-manifest's percentiles over the whole image) -> rescale to the model's pixel
+`Segmenter` loads the model once and runs, per image: leave out an
+instrument's data bar (`content`) -> estimate the scale of an image without a
+pixel size, or check a given one (`scale_probe`) -> normalise (the
+manifest's percentiles over the specimen region) -> rescale to the model's pixel
 size (area interpolation) -> tile -> infer (backend) -> paste + stitch back at
 full input resolution (`segment.segment_scaled`). It times each stage.
 
@@ -134,7 +135,8 @@ class Segmenter:
         probe, timed = _TimedBackend(self.backend), _TimedBackend(self.backend)
         t0 = time.perf_counter()
         box = content_box(image.array) if self.skip_data_bars else None
-        array = image.array if box is None or box.is_whole else box.crop(image.array)
+        box = None if box is None or box.is_whole else box  # None: the whole frame is specimen
+        array = image.array if box is None else box.crop(image.array)
         estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
         if self.scale_estimate != "off":
             key = (*image.array.shape[:2], pixel_size_nm or None)
@@ -149,9 +151,8 @@ class Segmenter:
         scaled = prepare(array, m.normalization, factor)
         t1 = time.perf_counter()
         instances = segment_scaled(timed, scaled, array.shape[:2], 1.0 / factor, m.overlap, m.score_threshold, m.mask_threshold)
-        if box is not None and not box.is_whole:
+        if box is not None:
             instances.offsets += np.array([box.top, box.left], np.int64)  # back to frame coordinates
         t2 = time.perf_counter()
         timings = {"scale": t1 - t0 - probe.seconds, "infer": timed.seconds + probe.seconds, "stitch": (t2 - t1) - timed.seconds}
-        return Segmentation(instances, px, factor, timings, source, estimate, origin,
-                            None if box is None or box.is_whole else box)
+        return Segmentation(instances, px, factor, timings, source, estimate, origin, box)
