@@ -26,7 +26,8 @@ from .int8 import EXPORT_KEY as INT8_KEY
 from .int8 import INT8_FILE, MIN_AGREEMENT_F1, Int8Export, calibration_tiles, quantize_trunk, write_int8
 from .onnx_export import MIN_OPSET, ONNX_FILE, OnnxExport, onnx_bytes, write_trunk
 from .tensorrt_build import build_and_record, record_export
-from .verify import Verification, VerifyImage, backend_agreement, load_images, synthetic_images, verify_export
+from .verify import (Verification, VerifyImage, as_the_runtime_sees, backend_agreement, load_images, synthetic_images,
+                     verify_export)
 
 EXAMPLE = """example:
   mito-export models/lucchi-r18                 # trunk.onnx (batch 1) for ONNX Runtime on CPU
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(2, f"cannot read the verification images: {e}")
     if not images:
         return _fail(2, f"no images found in {', '.join(map(str, args.images))}")
+    if args.images:
+        images = as_the_runtime_sees(images, model, manifest)
     out_dir = args.output or args.model_dir
     try:
         _check_output(args.model_dir, out_dir)

@@ -209,3 +209,28 @@ def test_cli_without_the_onnx_package_says_what_to_install(fast_model_dir, capsy
     assert main([str(fast_model_dir)]) == 2
     assert "pip install 'mitotally[onnx]'" in capsys.readouterr().err
     assert not (fast_model_dir / ONNX_FILE).exists()
+
+
+@pytest.mark.slow
+def test_verification_and_calibration_frames_are_what_the_runtime_segments():
+    """A full-size uncalibrated frame with a data bar is verified and calibrated on as mito-run segments it:
+    without the bar and at the estimated scale (1.25 nm for the sample frame shown 4x larger); a calibrated
+    frame keeps its pixel size."""
+    import sys
+
+    from PIL import Image
+
+    from mitotally.export.verify import VerifyImage, as_the_runtime_sees
+
+    sys.path.insert(0, str(REPO / "tests" / "runtime"))
+    from test_content import _with_bar
+
+    sample = Image.open(REPO / "samples" / "cardiac_tem_3.jpg").convert("L")
+    big = np.asarray(sample.resize((sample.width * 4, sample.height * 4), Image.BILINEAR))
+    model, manifest = load_model(REPO / "models" / "em-mito-r18")
+    frame = VerifyImage("frame.png", _with_bar(big, 440), None)
+    calibrated = VerifyImage("cal.tif", big[:600, :800], 1.25)
+    seen = as_the_runtime_sees([frame, calibrated], model, manifest)
+    assert seen[0].array.shape[0] < big.shape[0] + 10 and seen[0].array.shape[1] == big.shape[1]
+    assert seen[0].pixel_size_nm == pytest.approx(1.25)
+    assert seen[1].pixel_size_nm == 1.25 and seen[1].array.shape == (600, 800)
