@@ -84,25 +84,19 @@ def load_images(paths: Sequence[Path]) -> list[VerifyImage]:
 
 
 def as_the_runtime_sees(images: Sequence[VerifyImage], model: torch.nn.Module, manifest: Manifest) -> list[VerifyImage]:
-    """Each frame as `mito-run` segments it: without a data bar, and, when it has no pixel size, at the scale
-    the runtime estimates. Why: INT8 ranges calibrated on a bar or at a 4x wrong scale are ranges of inputs
-    the runtime never feeds, and agreement checked there proves nothing about real use."""
-    from ..runtime.content import content_box
-    from ..runtime.scale_probe import estimate_pixel_size
+    """Each frame as `mito-run` segments it (`segmenter.choose_view`): without a data bar, and, when it has no
+    pixel size, at the scale the runtime estimates. Why: INT8 ranges calibrated on a bar or at a 4x wrong
+    scale are ranges of inputs the runtime never feeds, and agreement checked there proves nothing."""
+    from ..runtime.image_io import ImageData
+    from ..runtime.segmenter import choose_view
 
     backend = TorchBackend(model, manifest.tile, 1, "cpu", manifest.score_threshold)
-    estimates: dict[tuple[int, ...], float] = {}  # one per image size, as the runtime does
+    estimates: dict = {}  # one per image size and pixel size, as the runtime does
     out = []
     for image in images:
-        box = content_box(image.array)
-        array = box.crop(image.array)
-        px = image.pixel_size_nm
-        if not px:
-            key = array.shape[:2]
-            if key not in estimates:
-                estimates[key] = estimate_pixel_size(backend, array, manifest).pixel_size_nm
-            px = estimates[key]
-        out.append(VerifyImage(image.name, array, px))
+        view = choose_view(ImageData(Path(image.name), image.array, image.pixel_size_nm), image.pixel_size_nm,
+                           backend, manifest, estimates=estimates)
+        out.append(VerifyImage(image.name, view.array, view.scaling_pixel_size_nm))
     return out
 
 

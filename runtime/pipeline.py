@@ -125,34 +125,6 @@ def _segment_plane(image: ImageData, segmenter: Segmenter, config: RunConfig, ti
     return _Segmented(image, px, source, seg)
 
 
-def _unknown_pixel_size_warning(seg: Segmentation) -> str:
-    """What the user is told about an image without a pixel size: how it was scaled for the model."""
-    px = seg.scaling_pixel_size_nm
-    if seg.scaling_source == "estimated":
-        return (f"no pixel size in the file: areas are in px; scale estimated as {px:.3g} nm per pixel from "
-                f"{Path(seg.estimated_from).name} (once per image size; at the default {seg.estimate.default_nm:g} nm the "
-                f"model found far fewer mitochondria; set --pixel-size if you know it)")
-    if seg.estimate is not None:
-        return (f"no pixel size in the file: areas are in px; scaled for the model at the default {px:g} nm per pixel, "
-                f"which the scale estimate kept (set --pixel-size)")
-    return f"no pixel size in the file: areas are in px; scaling assumed {px:g} nm per pixel (set --pixel-size)"
-
-
-def _given_pixel_size_warning(seg: Segmentation, px: float, source: str) -> str | None:
-    """What the user is told when the scale estimate disagrees with a pixel size from the file or option."""
-    e = seg.estimate
-    if e is None or not e.moved:
-        return None
-    gain = e.coverage[e.pixel_size_nm] / max(e.coverage[e.default_nm], 1e-9)
-    where = "the file's" if source == "file" else "the --pixel-size"
-    seen = (f"the model found {gain:.1f}x more mitochondria area viewing {Path(seg.estimated_from).name} as "
-            f"{e.pixel_size_nm:.3g} nm per pixel than at {where} {px:.3g} nm")
-    if seg.scaling_source == "estimated":
-        return f"{seen}, so it segmented at {e.pixel_size_nm:.3g} nm (--scale-estimate always); µm values use {px:.3g} nm"
-    return (f"{seen}: these images may not be at the scale the model was trained for; check overlays/, then try "
-            f"--scale-estimate always (µm values keep {px:.3g} nm) or fine-tune the model on a few of them")
-
-
 def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: RunConfig, out_dir: Path,
                    timer: _Timer, result: ImageResult) -> _Plane:
     """Paint, measure and write one segmented plane (no model: may run off the main thread)."""
@@ -175,19 +147,11 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
         name = output_paths(decoded.item.key, decoded.n_planes)["overlays"][index]
         atomic_write_bytes(out_dir / name, render_overlay(image.array, labels))
         result.outputs.append(name)
-    scaling_source = seg.scaling_source if source == "unknown" or seg.scaling_source == "estimated" else source
-    if box is not None:
-        result.warnings.append(f"left out a flat band along the edge ({box.describe()}: an instrument's data bar?); "
-                               f"segmented and measured the other {box.content_shape[1]}x{box.content_shape[0]} px "
-                               f"(--keep-data-bars to segment the whole frame)")
-    if source == "unknown":
-        result.warnings.append(_unknown_pixel_size_warning(seg))
-    elif (warning := _given_pixel_size_warning(seg, px, source)) is not None:
-        result.warnings.append(warning)
+    result.warnings += seg.warnings(px, source)
     result.image_rows.append({
         "image": decoded.item.key, "plane": plane, "status": OK, "error": "", "width": shape[1], "height": shape[0],
         "pixel_size_nm": px, "pixel_size_source": source, "scaling_pixel_size_nm": seg.scaling_pixel_size_nm,
-        "scaling_source": scaling_source, "path": str(decoded.item.path), **{k: _clean(v) for k, v in summary.items()},
+        "scaling_source": seg.reported_scaling_source(source), "path": str(decoded.item.path), **{k: _clean(v) for k, v in summary.items()},
     })
     timer.add("write", time.perf_counter() - t1)
     return _Plane(visible, shape, labels if decoded.n_planes == 1 else None)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import Backend
 from .backends.select import BackendOptions, select_backend
 from .content import ContentBox, content_box
 from .image_io import ImageData
@@ -87,6 +88,90 @@ class Segmentation:
         """A given pixel size that the scale estimate disagrees with but was not allowed to change."""
         return self.scaling_source == "given" and self.estimate is not None and self.estimate.moved
 
+    def reported_scaling_source(self, source: str) -> str:
+        """images.csv's `scaling_source`: the pixel size's `source` (file, option), unless the model was not
+        scaled by it (unknown: default or estimated; --scale-estimate always: estimated)."""
+        return self.scaling_source if source == "unknown" or self.scaling_source == "estimated" else source
+
+    def warnings(self, px: float | None, source: str) -> list[str]:
+        """What the user is told about how this image was segmented: a data bar left out, and its scale."""
+        out = []
+        if self.content is not None:
+            box = self.content
+            out.append(f"left out a flat band along the edge ({box.describe()}: an instrument's data bar?); "
+                       f"segmented and measured the other {box.content_shape[1]}x{box.content_shape[0]} px "
+                       f"(--keep-data-bars to segment the whole frame)")
+        if source == "unknown":
+            out.append(self._unknown_pixel_size_warning())
+        elif (warning := self._given_pixel_size_warning(px, source)) is not None:
+            out.append(warning)
+        return out
+
+    def _unknown_pixel_size_warning(self) -> str:
+        """An image without a pixel size: how it was scaled for the model."""
+        px = self.scaling_pixel_size_nm
+        if self.scaling_source == "estimated":
+            return (f"no pixel size in the file: areas are in px; scale estimated as {px:.3g} nm per pixel from "
+                    f"{Path(self.estimated_from).name} (once per image size; at the default {self.estimate.default_nm:g} nm the "
+                    f"model found far fewer mitochondria; set --pixel-size if you know it)")
+        if self.estimate is not None:
+            return (f"no pixel size in the file: areas are in px; scaled for the model at the default {px:g} nm per pixel, "
+                    f"which the scale estimate kept (set --pixel-size)")
+        return f"no pixel size in the file: areas are in px; scaling assumed {px:g} nm per pixel (set --pixel-size)"
+
+    def _given_pixel_size_warning(self, px: float, source: str) -> str | None:
+        """A pixel size from the file or option that the scale estimate disagrees with."""
+        e = self.estimate
+        if e is None or not e.moved:
+            return None
+        gain = e.coverage[e.pixel_size_nm] / max(e.coverage[e.default_nm], 1e-9)
+        where = "the file's" if source == "file" else "the --pixel-size"
+        seen = (f"the model found {gain:.1f}x more mitochondria area viewing {Path(self.estimated_from).name} as "
+                f"{e.pixel_size_nm:.3g} nm per pixel than at {where} {px:.3g} nm")
+        if self.scaling_source == "estimated":
+            return f"{seen}, so it segmented at {e.pixel_size_nm:.3g} nm (--scale-estimate always); µm values use {px:.3g} nm"
+        return (f"{seen}: these images may not be at the scale the model was trained for; check overlays/, then try "
+                f"--scale-estimate always (µm values keep {px:.3g} nm) or fine-tune the model on a few of them")
+
+
+@dataclass(frozen=True)
+class View:
+    """What the model is shown of one image: the specimen region, and the input pixel size it is scaled from."""
+
+    array: np.ndarray  # the image, less a data bar
+    content: ContentBox | None  # the specimen region (None: the whole frame)
+    scaling_pixel_size_nm: float
+    scaling_source: str  # given, default or estimated (as `Segmentation`)
+    estimate: ScaleEstimate | None
+    estimated_from: str
+
+
+def choose_view(image: ImageData, pixel_size_nm: float | None, backend: Backend, manifest: Manifest,
+                scale_estimate: str = "auto", skip_data_bars: bool = True,
+                estimates: dict[tuple[int, int, float | None], tuple[ScaleEstimate, str]] | None = None) -> View:
+    """Leave out a data bar, then estimate the scale of an image without a pixel size or check a given one.
+
+    `estimates` caches one estimate per image size and given pixel size across calls (frames of one size
+    from one instrument share a scale, and the probe costs ~5 tiles of inference). Shared by `Segmenter`
+    and `mito-export`, so frames are verified and calibrated on exactly what `mito-run` segments.
+    """
+    box = content_box(image.array) if skip_data_bars else None
+    box = None if box is None or box.is_whole else box
+    array = image.array if box is None else box.crop(image.array)
+    estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
+    if scale_estimate != "off":
+        estimates = {} if estimates is None else estimates
+        key = (*image.array.shape[:2], pixel_size_nm or None)
+        if key not in estimates:
+            estimates[key] = (estimate_pixel_size(backend, array, manifest, pixel_size_nm), str(image.path))
+        estimate, origin = estimates[key]
+        if not pixel_size_nm:
+            pixel_size_nm, source = estimate.pixel_size_nm, ("estimated" if estimate.moved else "default")
+        elif scale_estimate == "always" and estimate.moved:
+            pixel_size_nm, source = estimate.pixel_size_nm, "estimated"
+    px = pixel_size_nm or manifest.default_input_pixel_size_nm
+    return View(array, box, px, source, estimate, origin)
+
 
 class Segmenter:
     """The model, loaded once, and the backend that runs it; `segment` keeps no per-image state."""
@@ -134,20 +219,9 @@ class Segmenter:
         m = self.manifest
         probe, timed = _TimedBackend(self.backend), _TimedBackend(self.backend)
         t0 = time.perf_counter()
-        box = content_box(image.array) if self.skip_data_bars else None
-        box = None if box is None or box.is_whole else box  # None: the whole frame is specimen
-        array = image.array if box is None else box.crop(image.array)
-        estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
-        if self.scale_estimate != "off":
-            key = (*image.array.shape[:2], pixel_size_nm or None)
-            if key not in self.scale_estimates:
-                self.scale_estimates[key] = (estimate_pixel_size(probe, array, m, pixel_size_nm), str(image.path))
-            estimate, origin = self.scale_estimates[key]
-            if not pixel_size_nm:
-                pixel_size_nm, source = estimate.pixel_size_nm, ("estimated" if estimate.moved else "default")
-            elif self.scale_estimate == "always" and estimate.moved:
-                pixel_size_nm, source = estimate.pixel_size_nm, "estimated"
-        px, factor = self.factor_for(pixel_size_nm)
+        view = choose_view(image, pixel_size_nm, probe, m, self.scale_estimate, self.skip_data_bars, self.scale_estimates)
+        array, box = view.array, view.content
+        px, factor = self.factor_for(view.scaling_pixel_size_nm)
         scaled = prepare(array, m.normalization, factor)
         t1 = time.perf_counter()
         instances = segment_scaled(timed, scaled, array.shape[:2], 1.0 / factor, m.overlap, m.score_threshold, m.mask_threshold)
@@ -155,4 +229,4 @@ class Segmenter:
             instances.offsets += np.array([box.top, box.left], np.int64)  # back to frame coordinates
         t2 = time.perf_counter()
         timings = {"scale": t1 - t0 - probe.seconds, "infer": timed.seconds + probe.seconds, "stitch": (t2 - t1) - timed.seconds}
-        return Segmentation(instances, px, factor, timings, source, estimate, origin, box)
+        return Segmentation(instances, px, factor, timings, view.scaling_source, view.estimate, view.estimated_from, box)

@@ -223,12 +223,12 @@ def test_verification_and_calibration_frames_are_what_the_runtime_segments():
     from mitotally.export.verify import VerifyImage, as_the_runtime_sees
 
     sys.path.insert(0, str(REPO / "tests" / "runtime"))
-    from test_content import _with_bar
+    from mito_run_helpers import with_data_bar
 
     sample = Image.open(REPO / "samples" / "cardiac_tem_3.jpg").convert("L")
     big = np.asarray(sample.resize((sample.width * 4, sample.height * 4), Image.BILINEAR))
     model, manifest = load_model(REPO / "models" / "em-mito-r18")
-    frame = VerifyImage("frame.png", _with_bar(big, 440), None)
+    frame = VerifyImage("frame.png", with_data_bar(big, 440), None)
     calibrated = VerifyImage("cal.tif", big[:600, :800], 1.25)
     seen = as_the_runtime_sees([frame, calibrated], model, manifest)
     assert seen[0].array.shape[0] < big.shape[0] + 10 and seen[0].array.shape[1] == big.shape[1]

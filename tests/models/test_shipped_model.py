@@ -174,7 +174,7 @@ def test_a_full_instrument_frame_with_its_data_bar_needs_no_option(shared_data, 
     from PIL import Image
 
     sys.path.insert(0, str(REPO / "tests" / "runtime"))
-    from test_content import _with_bar
+    from mito_run_helpers import with_data_bar
 
     src = shared_data / "seed-cardiac"
     gt = tmp_path / "gt"
@@ -182,7 +182,7 @@ def test_a_full_instrument_frame_with_its_data_bar_needs_no_option(shared_data, 
     (gt / "Masks" / "Image_3").mkdir(parents=True)
     image = Image.open(src / "Images" / "Image_3.jpg").convert("L")
     size = (image.width * 4, image.height * 4)
-    frame = _with_bar(np.asarray(image.resize(size, Image.BILINEAR)), 440)
+    frame = with_data_bar(np.asarray(image.resize(size, Image.BILINEAR)), 440)
     assert frame.shape == (3704, 4864)
     Image.fromarray(frame).save(gt / "Images" / "Image_3.png")
     for mask in sorted((src / "Masks" / "Image_3").glob("*.jpg")):

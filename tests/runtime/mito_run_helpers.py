@@ -38,3 +38,17 @@ def detecting_model(tiny_model_dir: Path, dest: Path, quantile: float = 97.0, th
 def em_frame(shape: tuple[int, int], seed: int = 0, n: int = 6) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return render_em_like(ellipse_labels(shape, n, rng, axes=(6, 20)), rng)
+
+
+def with_data_bar(image: np.ndarray, rows: int, value: int = 0, text: int = 255, side: str = "bottom") -> np.ndarray:
+    """`image` with a data bar of `rows` lines of flat `value`, two lines of text and a scale bar."""
+    from PIL import Image, ImageDraw
+
+    w = image.shape[1]
+    bar = Image.new("L", (w, rows), value)
+    draw = ImageDraw.Draw(bar)
+    draw.text((10, rows // 5), "Print Mag: 8870x @ 51 mm   HV=80.0kV   Direct Mag: 6000x", fill=text)
+    draw.text((10, rows // 2), "TEM Mode: Imaging   AMT Camera System   2:14:07 p", fill=text)
+    draw.rectangle([w - w // 5, rows // 2, w - 20, rows // 2 + 4], fill=text)
+    parts = [image, np.asarray(bar)] if side == "bottom" else [np.asarray(bar), image]
+    return np.concatenate(parts, axis=0)

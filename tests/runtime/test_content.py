@@ -2,15 +2,18 @@
 model then finds the same mitochondria as on the frame without the bar."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from mitotally.runtime.content import content_box
 from mitotally.runtime.image_io import ImageData, read_image
 from mitotally.runtime.measure import measure_instances
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mito_run_helpers import with_data_bar  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CARDIAC = REPO / "samples" / "cardiac_tem_3.jpg"
@@ -27,18 +30,6 @@ def _em(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.clip(img, 1, 254).astype(np.uint8)
 
 
-def _with_bar(image: np.ndarray, rows: int, value: int = 0, text: int = 255, side: str = "bottom") -> np.ndarray:
-    """`image` with a data bar of `rows` lines of flat `value`, two lines of text and a scale bar."""
-    w = image.shape[1]
-    bar = Image.new("L", (w, rows), value)
-    draw = ImageDraw.Draw(bar)
-    draw.text((10, rows // 5), "Print Mag: 8870x @ 51 mm   HV=80.0kV   Direct Mag: 6000x", fill=text)
-    draw.text((10, rows // 2), "TEM Mode: Imaging   AMT Camera System   2:14:07 p", fill=text)
-    draw.rectangle([w - w // 5, rows // 2, w - 20, rows // 2 + 4], fill=text)
-    parts = [image, np.asarray(bar)] if side == "bottom" else [np.asarray(bar), image]
-    return np.concatenate(parts, axis=0)
-
-
 def test_a_frame_without_a_bar_is_whole():
     box = content_box(_em((300, 400)))
     assert box.is_whole and box.content_shape == (300, 400) and box.describe() == ""
@@ -46,7 +37,7 @@ def test_a_frame_without_a_bar_is_whole():
 
 @pytest.mark.parametrize("value,text", [(0, 255), (255, 0), (3, 250)])
 def test_a_bottom_data_bar_with_text_and_scale_bar_is_left_out(value, text):
-    frame = _with_bar(_em((300, 400)), 40, value, text)
+    frame = with_data_bar(_em((300, 400)), 40, value, text)
     box = content_box(frame)
     assert (box.top, box.bottom, box.left, box.right) == (0, 300, 0, 400), box
     assert box.describe() == "bottom 40 px"
@@ -54,13 +45,13 @@ def test_a_bottom_data_bar_with_text_and_scale_bar_is_left_out(value, text):
 
 
 def test_a_top_bar_and_a_16_bit_frame():
-    frame = _with_bar(_em((300, 400)), 30, side="top").astype(np.uint16) * 200
+    frame = with_data_bar(_em((300, 400)), 30, side="top").astype(np.uint16) * 200
     box = content_box(frame)
     assert (box.top, box.bottom) == (30, 330) and box.describe() == "top 30 px"
 
 
 def test_a_full_size_frame_is_judged_on_a_subsample_and_never_cut_into_the_specimen():
-    frame = _with_bar(np.kron(_em((820, 1200)), np.ones((4, 4), np.uint8)), 440)  # 4800 x 3720, like 4864 x 3704
+    frame = with_data_bar(np.kron(_em((820, 1200)), np.ones((4, 4), np.uint8)), 440)  # 4800 x 3720, like 4864 x 3704
     box = content_box(frame)
     assert 3280 <= box.bottom <= 3280 + 8 and box.top == 0  # at most a subsample step of bar stays in
 
@@ -69,7 +60,7 @@ def test_mostly_flat_or_tiny_bands_are_not_bars():
     blank = np.zeros((200, 200), np.uint8)
     blank[90:110, 90:110] = 255
     assert content_box(blank).is_whole  # cropping would leave less than half the image
-    thin = _with_bar(_em((300, 400)), 2)  # under 1% of the side: noise, not a bar
+    thin = with_data_bar(_em((300, 400)), 2)  # under 1% of the side: noise, not a bar
     assert content_box(thin).is_whole
 
 
@@ -101,7 +92,7 @@ def test_shipped_model_finds_the_same_mitochondria_with_a_data_bar():
 
     image = read_image(CARDIAC)
     gray = image.array if image.array.ndim == 2 else image.array[..., 0]
-    framed = ImageData(Path("with_bar.png"), _with_bar(gray, 110), None)
+    framed = ImageData(Path("with_bar.png"), with_data_bar(gray, 110), None)
     seg = Segmenter(backend="torch", device="cpu")
     plain = seg.segment(ImageData(Path("plain.png"), gray, None), None)
     cropped = seg.segment(framed, None)
