@@ -16,6 +16,7 @@ class AugmentConfig:
     gamma: float = 0.25  # exponent in exp(+- gamma)
     noise: float = 0.04  # max gaussian sigma
     blur: float = 1.0  # max gaussian blur sigma (px), applied half the time
+    invert: float = 0.0  # probability of inverting intensities (1 - x), for microscopes that show membranes bright
 
 
 def augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -29,9 +30,13 @@ def augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, cfg
         image, labels = np.rot90(image, k), np.rot90(labels, k)
     image = np.ascontiguousarray(image, dtype=np.float32)
     labels = np.ascontiguousarray(labels)
+    if cfg.invert and rng.random() < cfg.invert:
+        image = 1.0 - image
     if cfg.gamma:
+        # normalised images run below 0 and above 1 (percentile normalisation, and inference feeds
+        # them so): gamma is applied to the magnitude with the sign kept, so nothing is clipped to 0
         g = float(np.exp(rng.uniform(-cfg.gamma, cfg.gamma)))
-        image = np.clip(image, 0, None) ** g
+        image = np.sign(image) * np.abs(image) ** g
     if cfg.contrast or cfg.brightness:
         c = 1 + rng.uniform(-cfg.contrast, cfg.contrast)
         b = rng.uniform(-cfg.brightness, cfg.brightness)

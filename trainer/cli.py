@@ -46,7 +46,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--init", help="local weights to start from: a model folder of ours or a torchvision .pth state dict (class heads re-initialised)")
     s = p.add_argument_group("scale and tiles")
     s.add_argument("--pixel-size", dest="pixel_size_nm", type=float, default=d.pixel_size_nm, help="pixel size in nm at which the model sees images (default: %(default)s)")
-    s.add_argument("--input-pixel-size", dest="input_pixel_size_nm", type=float, help="pixel size (nm) of the training images, overriding file metadata")
+    s.add_argument("--input-pixel-size", dest="input_pixel_size_nm", type=float, action="append",
+                   help="pixel size (nm) of the training images, overriding file metadata; with several --data, one for all or one per folder")
     s.add_argument("--default-input-pixel-size", dest="default_input_pixel_size_nm", type=float, default=d.default_input_pixel_size_nm, help="assumed input pixel size (nm) when a file has none (default: %(default)s)")
     s.add_argument("--tile", type=int, default=d.tile, help="inference tile size at model scale (default: %(default)s)")
     s.add_argument("--overlap", type=int, default=d.overlap, help="tile overlap at model scale; >= the largest mitochondrion (default: %(default)s)")
@@ -62,6 +63,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip (default: %(default)s)")
     t.add_argument("--val-last", type=int, action="append",
                    help="hold out the last N images by name (a block of slices) for validation; with several --data, one value for all or one per folder")
+    t.add_argument("--val-gap", type=int, action="append", default=None,
+                   help="leave out N images between the training and validation blocks (z-stacks: >= 20, so validation is not a neighbour of training)")
+    t.add_argument("--test-last", type=int, action="append", default=None,
+                   help="never load the last N images of a folder: a test block for mito-eval that chooses nothing")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction, help="else hold out this fraction, last by name (default: %(default)s)")
     t.add_argument("--val-every", type=int, help="validate every N steps (default: each epoch)")
     t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints (default: %(default)s)")
@@ -69,6 +74,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"], help="(default: auto = cuda when available)")
     t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     t.add_argument("--seed", type=int, default=d.seed)
+    a = p.add_argument_group("augmentation")
+    a.add_argument("--scale-jitter", type=float, default=d.scale_jitter, help="zoom crops by exp(+-J) around the model's pixel size (default: %(default)s)")
+    a.add_argument("--invert", type=float, default=d.invert, help="probability of inverting a crop's intensities (default: %(default)s)")
     t.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
     return p
 
@@ -76,8 +84,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> TrainConfig:
     """Defaults < recipe file (--config) < options given on the command line."""
     names = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    for key in ("data", "val_last"):  # repeatable options: a single value stays a scalar
+    values = {k: v for k, v in vars(args).items() if k in names and not (v is None and k in ("val_gap", "test_last"))}
+    for key in ("data", "val_last", "val_gap", "test_last", "input_pixel_size_nm"):  # repeatable options: a single value stays a scalar
         if isinstance(values.get(key), list) and len(values[key]) == 1:
             values[key] = values[key][0]
     if args.config:
@@ -114,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_data:  # the folders, format and pixel size from the command line or the recipe
         from .check import check_data
 
-        folders = [f for f in cfg.data_folders if f]
+        folders = [(f, px) for f, px in zip(cfg.data_folders, cfg.per_folder("input_pixel_size_nm")) if f]
         if not folders:
             print("mito-train: error: --check-data needs --data (or a --config recipe with data)", file=sys.stderr)
             return 2
-        return max(check_data(folder, cfg.format, cfg.input_pixel_size_nm) for folder in folders)
+        return max(check_data(folder, cfg.format, px) for folder, px in folders)
     if not cfg.out or not cfg.data:
         print("mito-train: error: -o/--out and --data are required to train (on the command line or in --config)", file=sys.stderr)
         return 2

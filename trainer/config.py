@@ -16,7 +16,7 @@ class TrainConfig:
     mask_head_channels: int = 128
     box_batch_size_per_image: int = 128
     pixel_size_nm: float = 10.0  # the model's pixel size
-    input_pixel_size_nm: float | None = None  # override for the data (else file metadata, else default)
+    input_pixel_size_nm: float | list[float] | None = None  # override for the data (else file metadata, else default); a list gives one per folder
     default_input_pixel_size_nm: float = 5.0
     tile: int = 512
     overlap: int = 128
@@ -29,8 +29,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: int = 200
     grad_clip: float = 5.0
-    data_share: list[float] | None = None  # fraction of training crops from each data folder (default: by image area)
+    data_share: list[float] | None = None  # fraction of training crops from each data folder (default: by image area); 0 = validation only
     val_last: int | list[int] | None = None  # hold out the last N images (by name) of each folder: a block of slices
+    val_gap: int | list[int] = 0  # images between the training and validation blocks left out of both (z-stacks: >= 20)
+    test_last: int | list[int] = 0  # the last N images of each folder are never loaded: a test block that chooses nothing
+    scale_jitter: float = 0.15  # crops are zoomed by exp(+- scale_jitter) around the model's pixel size
+    invert: float = 0.0  # probability of inverting a crop's intensities
     val_fraction: float = 0.15
     val_every: int | None = None  # steps; default one epoch
     checkpoint_every: int = 100
@@ -46,14 +50,18 @@ class TrainConfig:
     def data_folders(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)
 
-    def val_last_per_folder(self) -> list[int | None]:
-        """`val_last` for each data folder: one number applies to every folder, a list gives one each."""
+    def per_folder(self, key: str) -> list:
+        """A per-folder option for each data folder: one value applies to every folder, a list gives one each."""
+        value = getattr(self, key)
         n = len(self.data_folders)
-        if self.val_last is None or isinstance(self.val_last, int):
-            return [self.val_last] * n
-        if len(self.val_last) != n:
-            raise ValueError(f"val_last has {len(self.val_last)} values for {n} data folders")
-        return list(self.val_last)
+        if not isinstance(value, list):
+            return [value] * n
+        if len(value) != n:
+            raise ValueError(f"{key} has {len(value)} values for {n} data folders")
+        return list(value)
+
+    def val_last_per_folder(self) -> list[int | None]:
+        return self.per_folder("val_last")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,7 +8,7 @@ import random
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .importers import load_dataset
 from .importers.types import LabelledImage
 from .sampling import crop_weights, input_pixel_size, labels_to_target, random_crop, scale_dataset
-from .split import split_by_block
+from .split import split_by_block, validation_only
 from .validation import validate
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
@@ -129,19 +129,29 @@ def data_summary(items: list[LabelledImage]) -> dict:
 
 
 def load_and_split(cfg: TrainConfig, on_message: Callable[[str], None]) -> tuple[list[LabelledImage], list[LabelledImage], list[int]]:
-    """Each data folder is read and split into its own train/validation blocks; returns which folder each training image came from."""
+    """Each data folder is read and split into its own train/validation blocks (a folder with data share 0
+    only validates); returns which folder each training image came from. A per-folder input pixel size
+    is written into its images, so scaling needs no other override."""
     folders = cfg.data_folders
     if cfg.data_share is not None and len(cfg.data_share) != len(folders):
         raise ValueError(f"data_share has {len(cfg.data_share)} values for {len(folders)} data folders")
+    shares = cfg.data_share or [None] * len(folders)
+    pixel_sizes = cfg.per_folder("input_pixel_size_nm")
     train_items, val_items, groups = [], [], []
-    for k, (folder, val_last) in enumerate(zip(folders, cfg.val_last_per_folder())):
+    per_folder = zip(folders, cfg.val_last_per_folder(), cfg.per_folder("val_gap"), cfg.per_folder("test_last"), shares, pixel_sizes)
+    for k, (folder, val_last, gap, test_last, share, px) in enumerate(per_folder):
         items = load_dataset(Path(folder), cfg.format)
         if not items:
             raise ValueError(f"{folder}: no labelled images found")
+        if px is not None:
+            items = [replace(it, pixel_size_nm=float(px)) for it in items]
         n_problems = sum(len(it.problems) for it in items)
         if n_problems:
             on_message(f"{folder}: {n_problems} data warnings (overlaps, clipped polygons, ...): see mito-train --data {folder} --check-data")
-        tr, va = split_by_block(items, val_last, cfg.val_fraction)
+        if share == 0:
+            tr, va = [], validation_only(items, test_last)
+        else:
+            tr, va = split_by_block(items, val_last, cfg.val_fraction, gap, test_last)
         train_items += tr
         val_items += va
         groups += [k] * len(tr)
@@ -161,9 +171,10 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_me
 
     train_items, val_items, train_groups = load_and_split(cfg, on_message)
     norm = Normalization()
-    train_scaled = scale_dataset(train_items, norm, cfg.pixel_size_nm, cfg.input_pixel_size_nm, cfg.default_input_pixel_size_nm)
-    val_scaled = scale_dataset(val_items, norm, cfg.pixel_size_nm, cfg.input_pixel_size_nm, cfg.default_input_pixel_size_nm)
-    val_factors = [cfg.pixel_size_nm / input_pixel_size(it, cfg.input_pixel_size_nm, cfg.default_input_pixel_size_nm) for it in val_items]
+    # per-folder pixel sizes are already in the items (load_and_split)
+    train_scaled = scale_dataset(train_items, norm, cfg.pixel_size_nm, None, cfg.default_input_pixel_size_nm)
+    val_scaled = scale_dataset(val_items, norm, cfg.pixel_size_nm, None, cfg.default_input_pixel_size_nm)
+    val_factors = [cfg.pixel_size_nm / input_pixel_size(it, None, cfg.default_input_pixel_size_nm) for it in val_items]
     weights = crop_weights(train_scaled, train_groups, cfg.data_share)
     steps_per_epoch = max(1, round(sum(s.image.size for s in train_scaled) / (cfg.crop**2 * cfg.batch)))
     total_steps = cfg.steps or (round(cfg.epochs * steps_per_epoch) if cfg.epochs else None)
@@ -188,7 +199,7 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_me
         on_message(f"resumed from step {state.step} ({state.elapsed / 60:.1f} min trained)")
     use_amp = cfg.amp and device == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    aug = AugmentConfig()
+    aug = AugmentConfig(invert=cfg.invert)
     base_manifest = Manifest(model=mcfg, normalization=norm, pixel_size_nm=cfg.pixel_size_nm,
                              default_input_pixel_size_nm=cfg.default_input_pixel_size_nm, tile=cfg.tile, overlap=cfg.overlap,
                              training={"config": cfg.to_dict(), "train_data": data_summary(train_items),
@@ -225,7 +236,7 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None, on_me
         images, targets = [], []
         for _ in range(cfg.batch):
             item = train_scaled[int(rng.choice(len(train_scaled), p=weights))]
-            img, lab = augment(*random_crop(item, cfg.crop, rng), rng, aug)
+            img, lab = augment(*random_crop(item, cfg.crop, rng, cfg.scale_jitter), rng, aug)
             images.append(torch.from_numpy(img)[None].to(device))
             targets.append({k: v.to(device) for k, v in labels_to_target(lab, cfg.min_instance_area).items()})
         with torch.autocast("cuda", enabled=use_amp):

@@ -34,14 +34,24 @@ def scale_dataset(items: list[LabelledImage], norm: Normalization, model_px_nm: 
     return out
 
 
-def random_crop(item: ScaledImage, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def random_crop(item: ScaledImage, size: int, rng: np.random.Generator, scale_jitter: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """A `size` x `size` crop; where the image is smaller, it is mirrored, as at inference (`TileGrid.crop`).
+
+    With `scale_jitter` J, a region of size * z (z = exp(+-J), log-uniform) is cut and resized to `size`:
+    microscopes' pixel sizes are often a few % off, and estimated ones more, so the model should not
+    know mitochondria by their size in pixels alone.
 
     Why mirrored, not a flat fill: GroupNorm's statistics span the crop, so a model trained on flat
     padding sees other activations than at inference, where small images are mirror-padded. The
     mirrored labels come along so mirrored mitochondria are positives, not background: each
     mirrored copy gets its own ids, so an object on the edge and its reflection are two objects.
     """
+    if scale_jitter:
+        zoom = float(np.exp(rng.uniform(-scale_jitter, scale_jitter)))
+        region = max(8, int(round(size * zoom)))
+        if region != size:
+            img, lab = random_crop(item, region, rng)
+            return _resize_square(img, size), _resize_labels(lab, size)
     h, w = item.image.shape
     r = int(rng.integers(0, max(h - size, 0) + 1))
     c = int(rng.integers(0, max(w - size, 0) + 1))
@@ -59,6 +69,16 @@ def random_crop(item: ScaledImage, size: int, rng: np.random.Generator) -> tuple
     offset = (copy_r * copies_per_row + copy_c) * (int(sub_l.max()) + 1)
     lab = np.where(lab > 0, lab + offset, 0)
     return img, lab.astype(np.int32)
+
+
+def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    out = rescale_image(image, size / image.shape[0])
+    return np.ascontiguousarray(out[:size, :size], np.float32)
+
+
+def _resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
+    out = rescale_labels(labels, size / labels.shape[0])
+    return np.ascontiguousarray(out[:size, :size], np.int32)
 
 
 def labels_to_target(labels: np.ndarray, min_area: int = 6) -> dict[str, torch.Tensor]:

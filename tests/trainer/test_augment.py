@@ -27,3 +27,20 @@ def test_intensity_augmentations_leave_labels_untouched(rng):
     np.testing.assert_array_equal(lab, labels)
     assert img.dtype == np.float32 and not np.allclose(img, image)
     assert img.min() >= -0.5 and img.max() <= 1.5
+
+
+def test_gamma_keeps_the_sign_of_values_below_zero_instead_of_clipping_them(rng):
+    # percentile-normalised images run below 0 (inference feeds them so); a clip would flatten dark membranes
+    image = np.linspace(-0.3, 1.2, 64, dtype=np.float32).reshape(8, 8)
+    labels = np.zeros((8, 8), np.int32)
+    cfg = AugmentConfig(flips=False, rot90=False, brightness=0, contrast=0, noise=0, blur=0, gamma=0.5)
+    img, _ = augment(image, labels, rng, cfg)
+    assert (img[image < 0] < 0).all()
+    assert len(np.unique(img[image < 0])) == np.count_nonzero(image < 0)  # still ordered, nothing collapsed
+
+
+def test_inversion_flips_intensities():
+    image = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    cfg = AugmentConfig(flips=False, rot90=False, brightness=0, contrast=0, gamma=0, noise=0, blur=0, invert=1.0)
+    img, _ = augment(image, np.zeros((4, 4), np.int32), np.random.default_rng(0), cfg)
+    np.testing.assert_allclose(img, 1 - image)

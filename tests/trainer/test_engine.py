@@ -109,3 +109,20 @@ def test_init_from_our_checkpoint_or_model_keeps_every_tensor_and_a_foreign_stat
     torch.save(trained, plain)
     skipped = load_init(build_model(model_config_from(cfg), cfg.tile), str(plain))
     assert skipped and all("class-specific head" in s for s in skipped)
+
+
+@pytest.mark.slow
+def test_per_folder_gap_test_block_pixel_size_and_a_validation_only_folder(tmp_path, rng):
+    from mitotally.trainer.engine import load_and_split
+
+    a = write_yolo_dataset(tmp_path / "a", n_images=8, size=64, rng=rng, n_objects=2)
+    b = write_yolo_dataset(tmp_path / "b", n_images=4, size=64, rng=rng, n_objects=2)
+    cfg = TrainConfig(data=[str(a), str(b)], out=str(tmp_path / "o"), val_last=[2, 0], val_gap=[1, 0], test_last=[2, 1],
+                      data_share=[1.0, 0.0], input_pixel_size_nm=[5.0, 5.9])
+    train_items, val_items, groups = load_and_split(cfg, on_message=lambda m: None)
+    names_a = sorted(it.name for it in load_dataset(a))
+    names_b = sorted(it.name for it in load_dataset(b))
+    assert [it.name for it in train_items] == names_a[:3] and groups == [0, 0, 0]  # 3 train | 1 gap | 2 val | 2 test
+    assert [it.name for it in val_items] == names_a[4:6] + names_b[:3]  # b only validates, its last image is test
+    assert {it.pixel_size_nm for it in train_items} == {5.0}
+    assert [it.pixel_size_nm for it in val_items] == [5.0, 5.0, 5.9, 5.9, 5.9]

@@ -71,3 +71,20 @@ def test_a_crop_inside_a_large_image_is_a_plain_window():
     r, c = rows.min(), cols.min()
     np.testing.assert_array_equal(img, item.image[r : r + 16, c : c + 16])
     np.testing.assert_array_equal(lab, item.labels[r : r + 16, c : c + 16])
+
+
+def test_scale_jitter_resizes_image_and_labels_together():
+    labels = np.zeros((200, 200), np.int32)
+    labels[40:80, 40:80] = 1  # 1,600 px
+    labels[120:150, 100:170] = 2
+    item = ScaledImage("x", (labels > 0).astype(np.float32), labels)
+    areas = []
+    for seed in range(12):
+        img, lab = random_crop(item, 160, np.random.default_rng(seed), scale_jitter=0.3)
+        assert img.shape == lab.shape == (160, 160) and lab.dtype == np.int32
+        inside = lab > 0
+        assert ((img > 0.5) == inside).mean() > 0.98  # image and labels stay aligned after resizing
+        if 1 in lab and not (lab[0] == 1).any() and not (lab[-1] == 1).any() and not (lab[:, 0] == 1).any() and not (lab[:, -1] == 1).any():
+            areas.append(int((lab == 1).sum()))
+    assert len(areas) >= 3 and max(areas) / min(areas) > 1.2  # object sizes in pixels vary with the zoom
+    assert min(areas) > 1600 * np.exp(-0.6) * 0.9 and max(areas) < 1600 * np.exp(0.6) * 1.1
