@@ -24,7 +24,9 @@ examples:
 metrics: pooled over all images (StarDist matching_dataset): precision/recall/F1 at IoU 0.5 and 0.75,
 panoptic quality, mSA (mean accuracy TP/(TP+FP+FN) over IoU 0.5:0.05:0.95); COCO mask AP/AP50/AP75
 (pycocotools, maxDets >= 1000); foreground pixel IoU; per-image count error (pred - GT); median relative
-area error of pairs matched at IoU 0.5. A GT image without a prediction counts as all false negatives.
+area error of pairs matched at IoU 0.5; recall of GT objects by size (<500, 500-2000, >=2000 px2; in um2
+<0.0125, 0.0125-0.05, >=0.05, the same at 5 nm, when the pixel size is known) and of GT objects touching
+the image border vs interior ones. A GT image without a prediction counts as all false negatives.
 """
 
 
@@ -36,6 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt-format", default="auto", choices=["auto", *FORMATS], help="force the ground-truth format (default: auto-detect)")
     p.add_argument("--score-threshold", type=float, default=0.0,
                    help="for COCO predictions: drop instances scoring below this before matching (AP always uses all); default 0 keeps every prediction given")
+    p.add_argument("--pixel-size", type=float, metavar="NM",
+                   help="GT pixel size in nm, for recall by size in um2 (default: the GT files' own calibration when they all carry the same)")
     p.add_argument("--per-image", action="store_true", help="print the per-image table even for many images")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     return p
@@ -55,7 +59,7 @@ def _gt_coco_ids(gt: Path) -> dict[int, str] | None:
     return {im["id"]: Path(str(im["file_name"]).replace("\\", "/")).stem for im in doc["images"] if isinstance(im, dict) and "id" in im and "file_name" in im}
 
 
-def run_eval(gt: Path, pred: Path, gt_format: str = "auto", score_threshold: float = 0.0) -> dict:
+def run_eval(gt: Path, pred: Path, gt_format: str = "auto", score_threshold: float = 0.0, pixel_size_nm: float | None = None) -> dict:
     """Everything `mito-eval` reports, as one JSON-ready dict. Raises DatasetError / PredictionError when an input is unusable."""
     ds = read_dataset(gt, gt_format)
     if not ds.items:
@@ -82,12 +86,15 @@ def run_eval(gt: Path, pred: Path, gt_format: str = "auto", score_threshold: flo
         s = image_stats(matches[-1], 0.5)
         rows.append({"image": it.name, "status": status, "gt": s.tp + s.fn, "pred": s.tp + s.fp, "count_error": s.fp - s.fn,
                      "tp@0.5": s.tp, "fp@0.5": s.fp, "fn@0.5": s.fn, "f1@0.5": s.f1, "notes": notes})
-    metrics = evaluate(gts, labels, instances, matches=matches)
+    if pixel_size_nm is None:
+        sizes = {it.pixel_size_nm for it in ds.items}
+        pixel_size_nm = sizes.pop() if len(sizes) == 1 else None
+    metrics = evaluate(gts, labels, instances, matches=matches, pixel_size_nm=pixel_size_nm)
     metrics.pop("count_error")  # the per-image rows carry it, next to the image name
     gt_names = {it.name for it in ds.items}
     return {
         "gt": str(gt), "pred": str(pred), "gt_format": ds.format, "pred_kind": source.kind, "score_threshold": score_threshold,
-        "metrics": metrics,
+        "pixel_size_nm": pixel_size_nm, "metrics": metrics,
         "missing_predictions": [r["image"] for r in rows if r["status"] == "missing"],
         "failed_predictions": {r["image"]: r["status"][7:] for r in rows if r["status"].startswith("error")},
         "unmatched_predictions": sorted(source.names - gt_names),
@@ -125,6 +132,16 @@ def print_report(report: dict, console: Console, per_image: bool) -> None:
         v = m.get(key)
         table.add_row(key, "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v))
     console.print(table)
+    recall = Table(title="recall at IoU 0.5 by ground-truth object")
+    for col in ("objects", "GT", "recall"):
+        recall.add_column(col, justify="left" if col == "objects" else "right")
+    cells = [*m.get("recall_by_size_px", {}).items(), *m.get("recall_by_size_um2", {}).items(),
+             ("touching the border", m.get("recall_border")), ("interior", m.get("recall_interior"))]
+    for name, c in cells:
+        if c:
+            r = c["recall"]
+            recall.add_row(name, str(c["gt"]), "n/a" if r is None or not math.isfinite(r) else f"{r:.3f}")
+    console.print(recall)
     rows = report["per_image"]
     if per_image or len(rows) <= 20:
         t = Table(title="per image (IoU 0.5)")
@@ -152,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     console = Console(quiet=args.quiet)
     try:
-        report = run_eval(Path(args.gt), Path(args.pred), args.gt_format, args.score_threshold)
+        report = run_eval(Path(args.gt), Path(args.pred), args.gt_format, args.score_threshold, args.pixel_size)
     except (DatasetError, PredictionError) as exc:
         print(f"mito-eval: error: {exc}", file=sys.stderr)
         return 2

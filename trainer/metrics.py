@@ -59,11 +59,27 @@ class ImageMatch:
     iou: np.ndarray  # (n_gt, n_pred)
     gt_area: np.ndarray
     pred_area: np.ndarray
+    gt_on_border: np.ndarray | None = None  # (n_gt,) bool: the GT object touches the image border
+
+
+BORDER_MARGIN_PX = 4  # polygons traced from masks (Lucchi's) stop 2-3 px short of the image edge
+
+
+def gt_border_flags(gt: np.ndarray, margin: int = BORDER_MARGIN_PX) -> np.ndarray:
+    """For each GT instance (ascending ids, as `iou_matrix` orders them): does it come within `margin`
+    pixels of the image border (i.e. is it cut by the frame)?"""
+    g = _dense_ids(np.asarray(gt))
+    ids = np.flatnonzero(np.bincount(g.ravel().astype(np.int64))[1:]) + 1
+    if g.ndim != 2 or not len(ids):
+        return np.zeros(len(ids), bool)
+    m = max(1, margin)
+    edge = np.concatenate([g[:m].ravel(), g[-m:].ravel(), g[:, :m].ravel(), g[:, -m:].ravel()])
+    return np.isin(ids, edge[edge > 0])
 
 
 def match_image(gt: np.ndarray, pred: np.ndarray) -> ImageMatch:
     iou, ga, pa = iou_matrix(gt, pred)
-    return ImageMatch(iou, ga, pa)
+    return ImageMatch(iou, ga, pa, gt_border_flags(gt))
 
 
 def match_pairs(iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
@@ -225,6 +241,44 @@ def coco_mask_ap(gts: list[np.ndarray], preds: list) -> dict[str, float]:
     return {"mask_AP": ap(precision), "mask_AP50": ap(precision[np.isclose(thr, 0.5)]), "mask_AP75": ap(precision[np.isclose(thr, 0.75)])}
 
 
+SIZE_BINS_PX = (500, 2000)  # px^2 at the GT's resolution: where release 2 lost small mitochondria (at 5 nm)
+SIZE_BINS_UM2 = (0.0125, 0.05)  # the same bins in um^2 at 5 nm pixels
+
+
+def _bin_names(edges: tuple[float, float], unit: str) -> list[str]:
+    return [f"<{edges[0]:g} {unit}", f"{edges[0]:g}-{edges[1]:g} {unit}", f">={edges[1]:g} {unit}"]
+
+
+def recall_breakdown(matches: list[ImageMatch], pixel_size_nm: float | None = None, thr: float = 0.5) -> dict:
+    """Recall at IoU `thr` of GT objects by size (px^2, and um^2 when the pixel size is known) and of
+    objects touching the image border vs interior ones: the failure modes pooled F1 hides."""
+    areas, found, border = [], [], []
+    for m in matches:
+        g, _ = match_pairs(m.iou, thr)
+        hit = np.zeros(m.iou.shape[0], bool)
+        hit[g] = True
+        areas.append(m.gt_area.astype(float))
+        found.append(hit)
+        border.append(m.gt_on_border if m.gt_on_border is not None else np.zeros(len(hit), bool))
+    area, hit, on_border = (np.concatenate(a) if a else np.zeros(0) for a in (areas, found, border))
+    hit, on_border = hit.astype(bool), on_border.astype(bool)
+
+    def cell(sel: np.ndarray) -> dict:
+        n = int(sel.sum())
+        return {"gt": n, "recall": float(hit[sel].mean()) if n else float("nan")}
+
+    def by_size(values: np.ndarray, edges: tuple[float, float], unit: str) -> dict:
+        names = _bin_names(edges, unit)
+        sels = [values < edges[0], (values >= edges[0]) & (values < edges[1]), values >= edges[1]]
+        return {name: cell(sel) for name, sel in zip(names, sels)}
+
+    out = {"recall_by_size_px": by_size(area, SIZE_BINS_PX, "px2"),
+           "recall_border": cell(on_border), "recall_interior": cell(~on_border)}
+    if pixel_size_nm:
+        out["recall_by_size_um2"] = by_size(area * (pixel_size_nm / 1000.0) ** 2, SIZE_BINS_UM2, "um2")
+    return out
+
+
 def foreground_iou(gts: list[np.ndarray], preds: list[np.ndarray]) -> float:
     """Pixel IoU of foreground (any instance) pooled over images; 1.0 when both are empty everywhere."""
     inter = sum(int(((g > 0) & (p > 0)).sum()) for g, p in zip(gts, preds))
@@ -233,7 +287,7 @@ def foreground_iou(gts: list[np.ndarray], preds: list[np.ndarray]) -> float:
 
 
 def evaluate(gts: list[np.ndarray], pred_labels: list[np.ndarray], pred_instances: list | None = None, with_ap: bool = True,
-             matches: list[ImageMatch] | None = None) -> dict:
+             matches: list[ImageMatch] | None = None, pixel_size_nm: float | None = None) -> dict:
     """All metrics for paired GT / prediction label images.
 
     `pred_instances` (per image, scored `Instances`) feeds COCO AP; without it,
@@ -260,6 +314,7 @@ def evaluate(gts: list[np.ndarray], pred_labels: list[np.ndarray], pred_instance
         "median_area_error": median_area_error(matches),
         "count_error": counts,
         "mean_abs_count_error": float(np.mean(np.abs(counts))) if counts else 0.0,
+        **recall_breakdown(matches, pixel_size_nm),
     }
     if with_ap:
         if pred_instances is None:

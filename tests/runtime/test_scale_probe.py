@@ -116,3 +116,21 @@ def test_no_scale_estimate_assumes_the_default():
 def test_unknown_modes_are_refused():
     with pytest.raises(ValueError, match="scale_estimate"):
         Segmenter(backend="torch", device="cpu", scale_estimate="sometimes")
+
+
+def test_a_half_octave_neighbour_needs_a_clear_gain_over_the_octave_winner(monkeypatch):
+    from mitotally.runtime import scale_probe
+
+    def fake_coverage(values):  # a stand-in for the model's coverage, to isolate the rule
+        return lambda backend, image, manifest, px: values.get(round(px, 2), 0.0)
+
+    class M:
+        default_input_pixel_size_nm = 5.0
+
+    # release 3 on cardiac Image_3 upsampled 4x: 1.77 nm covered 9% more than the true 1.25 nm
+    measured = {10.0: 0.0, 5.0: 0.004, 2.5: 0.093, 1.25: 0.409, 0.62: 0.319, 1.77: 0.446, 0.88: 0.359}
+    monkeypatch.setattr(scale_probe, "coverage", fake_coverage(measured))
+    assert scale_probe.estimate_pixel_size(None, np.zeros((8, 8)), M()).pixel_size_nm == 1.25
+    clearly = {**measured, 1.77: 0.409 * scale_probe.REFINE_GAIN + 1e-6}
+    monkeypatch.setattr(scale_probe, "coverage", fake_coverage(clearly))
+    assert scale_probe.estimate_pixel_size(None, np.zeros((8, 8)), M()).pixel_size_nm == pytest.approx(1.25 * 2**0.5)

@@ -150,3 +150,24 @@ def test_rle_from_crop_equals_pycocotools(rng):
 
 def test_foreground_iou():
     assert foreground_iou([GT], [labels_of((0, 0, 10, 20))]) == pytest.approx(100 / 300)
+
+
+def test_recall_by_size_and_border():
+    gt = np.zeros((100, 100), np.int32)
+    gt[10:20, 10:20] = 1  # 100 px2, interior, found
+    gt[30:40, 30:40] = 2  # 100 px2, interior, missed
+    gt[5:15, 40:50] = 5  # 100 px2, 5 px from the border: interior, found
+    gt[2:32, 60:90] = 3  # 900 px2, 2 px from the top border (within the margin), missed
+    gt[50:100, 50:100] = 4  # 2,500 px2, touches bottom and right, found
+    pred = np.zeros_like(gt)
+    pred[10:20, 10:20] = 1
+    pred[50:100, 50:100] = 2
+    pred[5:15, 40:50] = 3
+    m = evaluate([gt], [pred], with_ap=False, pixel_size_nm=5.0)
+    px = m["recall_by_size_px"]
+    assert px["<500 px2"] == {"gt": 3, "recall": 2 / 3}
+    assert px["500-2000 px2"] == {"gt": 1, "recall": 0.0}
+    assert px[">=2000 px2"] == {"gt": 1, "recall": 1.0}
+    assert m["recall_border"] == {"gt": 2, "recall": 0.5} and m["recall_interior"] == {"gt": 3, "recall": 2 / 3}
+    assert m["recall_by_size_um2"]["<0.0125 um2"]["gt"] == 3  # 100 px2 at 5 nm = 0.0025 um2
+    assert "recall_by_size_um2" not in evaluate([gt], [pred], with_ap=False)  # no pixel size, no um2 bins
