@@ -13,10 +13,11 @@ default, its two neighbours at `x 2^(+-1/2)` are tried too. At the right scale t
 mitochondria it sees; too coarse or too fine, it misses them or cuts out
 fragments, and coverage falls. The default is kept unless another candidate
 covers at least `MIN_GAIN` times as much (and at least `MIN_COVERAGE` of the
-window), so images at the default scale are not moved by noise. Measured with
-the shipped model: on all 168 Lucchi and cardiac images at their true scale no
-other candidate reached 1.02x the default's coverage (bench/scale_probe_check.py); with the default 2x off
-the true scale covered 1.5x as much, and 4x off, 17x.
+window), so images at the default scale are not moved by noise. Scales at which the whole image would be smaller
+than a quarter of a tile are not tried (too little context). Measured with the
+shipped model (release 3, bench/scale_probe_check.py, 2026-12-03): see
+BENCHMARKS.md; with the default 2x off the true scale covered 1.5x as much, and
+4x off, 17x (release 2).
 """
 from __future__ import annotations
 
@@ -35,11 +36,22 @@ MIN_COVERAGE = 0.005
 # with scale jitter) covers nearly as much half an octave off (cardiac Image_3 upsampled 4x: 0.446 at
 # 1.77 nm vs 0.409 at the true 1.25 nm, and F1@0.5 0.58 there vs 0.74), so a bare maximum drifts
 REFINE_GAIN = 1.1
+# a candidate at which the whole image shrinks below a quarter of a tile is not tried: a handful of
+# coarse pixels, mirror-padded, is too little context to judge scale by (release 3 "covered" 2-4x more of
+# 1024x768 Lucchi slices at 1.77 and 0.62 nm than at their true 5 nm, where they are 181x136 px or less)
+MIN_CONTEXT = 0.25
 OCTAVES = (1, 0, -1, -2, -3)  # default x 2^k: 2x coarser ... 8x finer
 
 
 def candidates(default_nm: float, octaves: tuple[int, ...] = OCTAVES) -> list[float]:
     return [default_nm * 2.0**k for k in octaves]
+
+
+def enough_context(image_shape: tuple[int, ...], manifest: Manifest, tile: int, pixel_size_nm: float) -> bool:
+    """Does the image, seen at `pixel_size_nm`, fill at least MIN_CONTEXT of a tile?"""
+    factor = pixel_size_nm / manifest.pixel_size_nm
+    h, w = image_shape[:2]
+    return (h * factor) * (w * factor) >= MIN_CONTEXT * tile * tile
 
 
 def centre_window(image: np.ndarray, side: int) -> np.ndarray:
@@ -96,12 +108,17 @@ def estimate_pixel_size(backend: Backend, image: np.ndarray, manifest: Manifest,
     (None) the manifest's default for files without one.
     """
     default = start_nm or manifest.default_input_pixel_size_nm
-    covered = {px: coverage(backend, image, manifest, px) for px in candidates(default)}
+    def usable(px: float) -> bool:
+        return px == default or enough_context(image.shape, manifest, backend.tile, px)
+
+    covered = {px: coverage(backend, image, manifest, px) for px in candidates(default) if usable(px)}
     first = choose(default, covered)
     if not first.moved:
         return first
     octave = first.pixel_size_nm
-    halves = {px: coverage(backend, image, manifest, px) for px in (octave * 2**0.5, octave / 2**0.5)}
+    halves = {px: coverage(backend, image, manifest, px) for px in (octave * 2**0.5, octave / 2**0.5) if usable(px)}
+    if not halves:
+        return first
     covered.update(halves)
     best_half = max(halves, key=halves.get)
     chosen = best_half if halves[best_half] >= REFINE_GAIN * covered[octave] else octave

@@ -124,13 +124,29 @@ def test_a_half_octave_neighbour_needs_a_clear_gain_over_the_octave_winner(monke
     def fake_coverage(values):  # a stand-in for the model's coverage, to isolate the rule
         return lambda backend, image, manifest, px: values.get(round(px, 2), 0.0)
 
-    class M:
-        default_input_pixel_size_nm = 5.0
+    from types import SimpleNamespace
+
+    M = lambda: SimpleNamespace(default_input_pixel_size_nm=5.0, pixel_size_nm=10.0)  # noqa: E731
+    frame = np.zeros((3264, 4864), np.uint8)  # a full-resolution frame: every candidate has context
+    backend = SimpleNamespace(tile=512)
 
     # release 3 on cardiac Image_3 upsampled 4x: 1.77 nm covered 9% more than the true 1.25 nm
     measured = {10.0: 0.0, 5.0: 0.004, 2.5: 0.093, 1.25: 0.409, 0.62: 0.319, 1.77: 0.446, 0.88: 0.359}
     monkeypatch.setattr(scale_probe, "coverage", fake_coverage(measured))
-    assert scale_probe.estimate_pixel_size(None, np.zeros((8, 8)), M()).pixel_size_nm == 1.25
+    assert scale_probe.estimate_pixel_size(backend, frame, M()).pixel_size_nm == 1.25
     clearly = {**measured, 1.77: 0.409 * scale_probe.REFINE_GAIN + 1e-6}
     monkeypatch.setattr(scale_probe, "coverage", fake_coverage(clearly))
-    assert scale_probe.estimate_pixel_size(None, np.zeros((8, 8)), M()).pixel_size_nm == pytest.approx(1.25 * 2**0.5)
+    assert scale_probe.estimate_pixel_size(backend, frame, M()).pixel_size_nm == pytest.approx(1.25 * 2**0.5)
+
+
+def test_scales_at_which_the_image_is_a_handful_of_pixels_are_not_tried(monkeypatch):
+    from types import SimpleNamespace
+
+    from mitotally.runtime import scale_probe
+
+    tried = []
+    monkeypatch.setattr(scale_probe, "coverage", lambda b, im, m, px: tried.append(px) or (0.9 if px < 3 else 0.04))
+    manifest = SimpleNamespace(default_input_pixel_size_nm=5.0, pixel_size_nm=10.0)
+    # a 1024x768 slice: at 2.5 nm it is 256x192 model px (< a quarter of a 512 tile), so only 10 and 5 nm are tried
+    est = scale_probe.estimate_pixel_size(SimpleNamespace(tile=512), np.zeros((768, 1024), np.uint8), manifest)
+    assert sorted(tried) == [5.0, 10.0] and est.pixel_size_nm == 5.0 and not est.moved
