@@ -146,11 +146,8 @@ def _tensorrt(model_dir: Path, model, manifest: Manifest, opts: BackendOptions, 
     engine_path = export_file(model_dir, entry.get("file", ""), must_exist=False)
     if not reasons and (not engine_path.is_file() or hashlib.sha256(engine_path.read_bytes()).hexdigest() != entry.get("sha256")):
         reasons = [f"{engine_path.name} is missing or differs from the recorded sha256"]
-    if reasons:  # engines are tied to one GPU and TensorRT version: rebuild, never load a stale one
-        from ...export.tensorrt_build import build_and_record
-
-        log.warning("TensorRT engine is stale (%s); rebuilding it", "; ".join(reasons))
-        entry = build_and_record(Path(model_dir), export_file(model_dir, onnx["file"]), onnx, env)
+    if reasons:  # engines are tied to one GPU and TensorRT version; the runtime only loads, never builds
+        raise BackendUnavailable(f"TensorRT engine is stale ({'; '.join(reasons)}); rebuild it with `mito-export {model_dir} --fp16`")
     engine = export_file(model_dir, entry["file"]).read_bytes()
     return TensorRTBackend(engine, model, onnx["tile"], onnx["batch"], onnx["outputs"], device, score, streams=opts.streams, cuda_graph=opts.cuda_graph)
 
@@ -176,6 +173,10 @@ def select_backend(model_dir: Path, requested: str = "auto", opts: BackendOption
             backend = make_backend(name, model_dir, model, manifest, opts)
         except BackendUnavailable as e:
             skipped[name] = str(e)
+            continue
+        except Exception as e:  # noqa: BLE001 - `auto` never crashes on a backend's start-up: it falls back, saying why
+            skipped[name] = f"failed to start ({type(e).__name__}: {e})"
+            log.warning("backend %s failed to start, trying the next one: %s: %s", name, type(e).__name__, e)
             continue
         why = f"{name} on {device} (fastest available" + (f"; skipped {', '.join(skipped)})" if skipped else ")")
         return Selection(backend, why, skipped)

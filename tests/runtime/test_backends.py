@@ -233,3 +233,40 @@ def test_tensorrt_engine_and_backend(model_dir, rng):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     sel = select_backend(model_dir, "auto", BackendOptions(device="cuda"))
     assert sel.backend.name == "tensorrt"  # the recorded engine is current: loaded, not rebuilt
+
+
+def test_auto_falls_back_when_a_backend_fails_to_start_in_any_way(model_dir, monkeypatch):
+    """A start-up fault that is not `BackendUnavailable` (permission, import, a bad dtype map) is a reason, not a crash."""
+    from mitotally.runtime.backends import select
+
+    real = select.make_backend
+
+    def first_fails(name, *a, **kw):  # a stand-in fault injected into the onnxruntime start-up only
+        if name == "onnxruntime":
+            raise PermissionError("model.json is read-only")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(select, "make_backend", first_fails)
+    model, manifest = load_model(model_dir)
+    chosen = select.select_backend(model_dir, "auto", BackendOptions(device="cpu", threads=1), model, manifest)
+    assert chosen.backend.name == "torch"
+    assert chosen.skipped["onnxruntime"] == "failed to start (PermissionError: model.json is read-only)"
+
+
+def test_the_runtime_imports_nothing_from_export_or_trainer():
+    import ast
+
+    runtime = Path(__file__).resolve().parents[2] / "runtime"
+    offenders = []
+    for path in runtime.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for n in names:
+                parts = n.lstrip(".").split(".")
+                if "export" in parts[:2] or "trainer" in parts[:2]:
+                    offenders.append(f"{path.relative_to(runtime)}: {n}")
+    assert not offenders, offenders
