@@ -39,7 +39,7 @@ import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from mitotally.export.onnx_export import export_trunk
-from mitotally.export.tensorrt_build import record_export
+from mitotally.runtime.manifest import record_export
 from mitotally.runtime.backends.torch_backend import TorchBackend
 from mitotally.runtime.manifest import Manifest, load_model, save_model
 from mitotally.runtime.model import ModelConfig, build_model

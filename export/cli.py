@@ -25,7 +25,8 @@ from ..runtime.writers.atomic import atomic_write_bytes
 from .int8 import EXPORT_KEY as INT8_KEY
 from .int8 import INT8_FILE, MIN_AGREEMENT_F1, Int8Export, calibration_tiles, quantize_trunk, write_int8
 from .onnx_export import MIN_OPSET, ONNX_FILE, OnnxExport, onnx_bytes, write_trunk
-from .tensorrt_build import build_and_record, record_export
+from ..runtime.manifest import record_export
+from .tensorrt_build import build_and_record
 from .verify import (Verification, VerifyImage, as_the_runtime_sees, backend_agreement, load_images, synthetic_images,
                      verify_export)
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..runtime.backends.tensorrt_backend import TensorRTUnavailable, TrtEnvironment, tensorrt_environment
-from ..runtime.manifest import MANIFEST, load_manifest
+from ..runtime.manifest import MANIFEST, load_manifest, record_export  # noqa: F401 - re-exported
 from ..runtime.writers.atomic import atomic_write_bytes
 
 ENGINE_FILE = "trunk.fp16.engine"
@@ -96,15 +96,6 @@ def build_and_record(model_dir: Path, onnx_path: Path, onnx_entry: dict, env: Tr
     }
     record_export(model_dir, "tensorrt", entry)
     return entry
-
-
-def record_export(model_dir: Path, key: str, entry: dict) -> None:
-    """Add or replace `exports[key]` in model.json (atomic rewrite; other fields untouched)."""
-    manifest = load_manifest(model_dir)
-    exports = dict(manifest.exports)
-    exports[key] = entry
-    data = manifest.replace(exports=exports).to_dict()
-    atomic_write_bytes(Path(model_dir) / MANIFEST, json.dumps(data, indent=2).encode())
 
 
 __all__ = ["ENGINE_FILE", "TensorRTUnavailable", "build_and_record", "build_engine", "fp16_onnx", "record_export"]

@@ -95,3 +95,14 @@ def load_model(directory: Path, device: str = "cpu") -> tuple[torch.nn.Module, M
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state)
     return model.to(device).eval(), manifest
+
+
+def record_export(model_dir: Path, key: str, entry: dict) -> None:
+    """Add or replace `exports[key]` in model.json (atomic rewrite; other fields untouched).
+
+    It lives with the manifest: mito-export writes records, the runtime only reads them."""
+    manifest = load_manifest(model_dir)
+    exports = dict(manifest.exports)
+    exports[key] = entry
+    data = manifest.replace(exports=exports).to_dict()
+    atomic_write_bytes(Path(model_dir) / MANIFEST, json.dumps(data, indent=2).encode())

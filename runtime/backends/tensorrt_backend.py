@@ -58,6 +58,24 @@ def stale_reasons(entry: dict, env: TrtEnvironment, onnx_sha256: str, tile: int,
     return [f"{key} {entry.get(key)!r} != {value!r}" for key, value in expected.items() if entry.get(key) != value]
 
 
+# TensorRT tensor types an engine's outputs may have, by name (TensorRT 10/11 `trt.DataType`), and torch's
+_TRT_TO_TORCH = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT8": torch.int8,
+                 "INT32": torch.int32, "INT64": torch.int64, "BOOL": torch.bool, "UINT8": torch.uint8}
+
+
+def engine_dtypes(trt) -> dict:
+    """`trt.DataType` -> torch dtype for the types this TensorRT has (older ones lack BF16/INT64)."""
+    return {getattr(trt.DataType, n): d for n, d in _TRT_TO_TORCH.items() if hasattr(trt.DataType, n)}
+
+
+def torch_dtype(dtypes: dict, trt_dtype, tensor: str) -> torch.dtype:
+    """The torch dtype for an engine tensor, or a clear error naming the tensor and its type."""
+    if trt_dtype not in dtypes:
+        raise TensorRTUnavailable(f"engine output {tensor!r} has TensorRT type {trt_dtype}, which has no torch buffer type here; "
+                                  "rebuild the engine with mito-export --fp16")
+    return dtypes[trt_dtype]
+
+
 @dataclass
 class _TrtLane:
     cuda: CudaLane
@@ -107,7 +125,7 @@ class TensorRTBackend:
         shape = tuple(self.engine.get_tensor_shape(INPUT_NAME))
         if shape != (batch, 1, tile, tile):
             raise ValueError(f"engine input {INPUT_NAME!r} has shape {shape}, expected {(batch, 1, tile, tile)}")
-        dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+        dtypes = engine_dtypes(trt)
         lanes = []
         for _ in range(max(1, streams)):
             cuda = CudaLane.create(batch, tile, self.device)
@@ -115,7 +133,7 @@ class TensorRTBackend:
             context.set_tensor_address(INPUT_NAME, cuda.device_in.data_ptr())
             outputs = []
             for name in self.output_names:
-                out = torch.empty(tuple(self.engine.get_tensor_shape(name)), dtype=dtypes[self.engine.get_tensor_dtype(name)], device=self.device)
+                out = torch.empty(tuple(self.engine.get_tensor_shape(name)), dtype=torch_dtype(dtypes, self.engine.get_tensor_dtype(name), name), device=self.device)
                 context.set_tensor_address(name, out.data_ptr())
                 outputs.append(out)
             lane = _TrtLane(cuda, context, outputs)

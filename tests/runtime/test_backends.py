@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import ellipse_labels, render_em_like  # noqa: E402
 
 from mitotally.export.onnx_export import export_trunk  # noqa: E402
-from mitotally.export.tensorrt_build import record_export  # noqa: E402
+from mitotally.runtime.manifest import record_export  # noqa: E402
 from mitotally.export.verify import VerifyImage, backend_agreement, segment_image  # noqa: E402
 from mitotally.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeUnavailable, providers_for  # noqa: E402
 from mitotally.runtime.backends.select import (  # noqa: E402
@@ -270,3 +270,19 @@ def test_the_runtime_imports_nothing_from_export_or_trainer():
                 if "export" in parts[:2] or "trainer" in parts[:2]:
                     offenders.append(f"{path.relative_to(runtime)}: {n}")
     assert not offenders, offenders
+
+
+def test_engine_dtype_map_covers_every_output_type_and_names_an_unknown_one():
+    """A stand-in for the `tensorrt` module (not the real one: TensorRT is not installed here) with its DataType names."""
+    from enum import Enum
+    from types import SimpleNamespace
+
+    from mitotally.runtime.backends.tensorrt_backend import TensorRTUnavailable, engine_dtypes, torch_dtype
+
+    DataType = Enum("DataType", "FLOAT HALF INT8 INT32 BOOL UINT8 FP8")  # a TensorRT without BF16/INT64
+    dtypes = engine_dtypes(SimpleNamespace(DataType=DataType))
+    assert torch_dtype(dtypes, DataType.HALF, "feat_0") == torch.float16
+    assert torch_dtype(dtypes, DataType.INT32, "count") == torch.int32
+    assert len(dtypes) == 6
+    with pytest.raises(TensorRTUnavailable, match="'feat_1' has TensorRT type DataType.FP8"):
+        torch_dtype(dtypes, DataType.FP8, "feat_1")
