@@ -13,7 +13,7 @@ instance masks at tile resolution, score >= the manifest's threshold.
 - onnxruntime INT8 (CPU): the INT8 trunk of `mito-export --int8`, copied from
   the model folder when it was quantized from the same trunk, else calibrated
   here on the benchmark's own tiles (speed only: its accuracy is measured by
-  `bench/eval_model.py --precision int8` on held-out real images);
+  `bench/eval_holdouts.py --backend onnxruntime --precision int8` on held-out real images);
 - on CUDA also torch FP32 eager, torch FP16 + channels_last on 2 streams, and
   TensorRT FP16 when TensorRT is installed.
 

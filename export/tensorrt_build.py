@@ -11,12 +11,11 @@ built it; the manifest entry records both so a stale engine is rebuilt.
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from pathlib import Path
 
 from ..runtime.backends.tensorrt_backend import TensorRTUnavailable, TrtEnvironment, tensorrt_environment
-from ..runtime.manifest import MANIFEST, load_manifest, record_export  # noqa: F401 - re-exported
+from ..runtime.manifest import record_export
 from ..runtime.writers.atomic import atomic_write_bytes
 
 ENGINE_FILE = "trunk.fp16.engine"
