@@ -73,23 +73,9 @@ class Instances:
         )
 
     def to_label_image(self, shape: tuple[int, int], dtype=None) -> np.ndarray:
-        """Paint instances 1..N; where masks overlap the higher score wins (deterministic)."""
-        if dtype is None:
-            dtype = np.uint16 if len(self) < 65535 else np.uint32
-        labels = np.zeros(shape, dtype=dtype)
-        best = np.full(shape, -1.0, dtype=np.float32)
-        for i in np.argsort(-self.scores, kind="stable")[::-1]:
-            (r, c), m = self.offsets[i], self.masks[i]
-            r0, c0 = max(r, 0), max(c, 0)
-            r1, c1 = min(r + m.shape[0], shape[0]), min(c + m.shape[1], shape[1])
-            if r1 <= r0 or c1 <= c0:
-                continue
-            sub = m[r0 - r : r1 - r, c0 - c : c1 - c]
-            region = best[r0:r1, c0:c1]
-            take = sub & (self.scores[i] >= region)
-            labels[r0:r1, c0:c1][take] = i + 1
-            region[take] = self.scores[i]
-        return labels
+        """Label image by the one painting rule (`paint_instances`), id i + 1 for instance i (0 if it was dropped)."""
+        labels = paint_instances(self, shape, reading_order=False).labels
+        return labels if dtype is None else labels.astype(dtype, copy=False)
 
     @staticmethod
     def from_label_image(labels: np.ndarray, scores: np.ndarray | None = None) -> "Instances":
@@ -109,31 +95,77 @@ class Instances:
         return Instances(np.array(offsets, np.int64).reshape(-1, 2), masks, scores)
 
 
-def paint_reading_order(instances: Instances, shape: tuple[int, int]) -> tuple[np.ndarray, Instances, np.ndarray]:
-    """Label image with ids 1..N in reading order (top-left first), the visible part of each id, and its scores.
+MIN_VISIBLE_FRACTION = 0.5  # of an instance's predicted in-image area that must stay visible after painting
+MIN_AREA_PX = 6  # the smallest object kept; mito-train drops label fragments under 6 px (`sampling.labels_to_target`)
+_EIGHT = np.ones((3, 3), bool)  # pieces are 8-connected, as the importers split binary masks
 
-    Masks are painted from the lowest score up, so where they overlap the higher score wins
-    (as `Instances.to_label_image`, without its full-size float buffer); an instance left with
-    no visible pixel gets no id.
+
+@dataclass
+class Painted:
+    """Instances painted into one label image, and each id's pixels as a tight crop (`labels[crop] == id`)."""
+
+    labels: np.ndarray  # HxW uint16 (uint32 above 65534 ids), 0 = background
+    visible: Instances  # the kept piece of each id, with its score
+    ids: np.ndarray  # (N,) the label of visible[k]: k + 1 in reading order
+    source: np.ndarray  # (N,) index into the painted `Instances` of visible[k]
+
+
+def paint_instances(instances: Instances, shape: tuple[int, int], reading_order: bool = True,
+                    min_visible_fraction: float = MIN_VISIBLE_FRACTION, min_area_px: int = MIN_AREA_PX) -> Painted:
+    """The one painting rule, so the label image, ROIs, COCO masks and objects.csv describe the same objects.
+
+    1. Paint by descending score (ties: the earlier instance), each mask only onto pixels still free:
+       where masks overlap, the higher score wins.
+    2. Of what an instance got, keep its largest 8-connected piece; smaller pieces become background.
+       A mitochondrion is one connected body: the pieces come from a higher-scoring mask cutting
+       through it (or from the mask threshold), and measuring them as one object would give a
+       centroid, perimeter and ellipse of nothing real; giving them to a neighbour would invent pixels
+       its own mask did not claim.
+    3. Keep the instance only if that piece has at least `min_area_px` pixels and at least
+       `min_visible_fraction` of the instance's predicted area inside the image: an instance mostly
+       covered by a higher-scoring one is a duplicate of it, not a second mitochondrion. Its
+       remaining pixels become background.
+
+    Ids run 1..N in reading order of each kept piece's top-left bounding-box corner (row, then
+    column), or in the order of `instances` when `reading_order` is False. Pinned by
+    tests/runtime/test_instances.py and, through every writer, tests/runtime/test_outputs_agree.py.
     """
     from scipy import ndimage
 
     n = len(instances)
-    order = np.lexsort((instances.offsets[:, 1], instances.offsets[:, 0])) if n else np.zeros(0, np.int64)
-    dtype = np.uint16 if n < 65535 else np.uint32
-    labels = np.zeros(shape, dtype)
-    for i in np.argsort(instances.scores[order], kind="stable"):  # id i + 1: the i-th in reading order
-        (r, c), m = instances.offsets[order[i]], instances.masks[order[i]]
+    work = np.zeros(shape, np.uint16 if n < 65535 else np.uint32)  # id i + 1 = instance i while painting
+    predicted = np.zeros(n, np.int64)
+    for i in np.argsort(-instances.scores, kind="stable"):
+        (r, c), m = instances.offsets[i], instances.masks[i]
         r0, c0, r1, c1 = max(r, 0), max(c, 0), min(r + m.shape[0], shape[0]), min(c + m.shape[1], shape[1])
-        if r1 > r0 and c1 > c0:
-            labels[r0:r1, c0:c1][m[r0 - r : r1 - r, c0 - c : c1 - c]] = i + 1
-    slices = ndimage.find_objects(labels, max_label=n) if n else []  # one linear pass, no sort
-    present = np.array([i + 1 for i, sl in enumerate(slices) if sl is not None], np.int64)
-    if len(present) != n:  # hidden instances: close the gaps so ids run 1..N
-        remap = np.zeros(n + 1, dtype)
-        remap[present] = np.arange(1, len(present) + 1, dtype=dtype)
-        labels = remap[labels]
-    offsets = [(slices[i - 1][0].start, slices[i - 1][1].start) for i in present]
-    masks = [labels[slices[i - 1]] == k + 1 for k, i in enumerate(present)]
-    scores = instances.scores[order][present - 1] if len(present) else np.zeros(0, np.float32)
-    return labels, Instances(np.array(offsets, np.int64).reshape(-1, 2), masks, scores), scores
+        if r1 <= r0 or c1 <= c0:
+            continue
+        sub = m[r0 - r : r1 - r, c0 - c : c1 - c]
+        predicted[i] = np.count_nonzero(sub)
+        region = work[r0:r1, c0:c1]
+        region[sub & (region == 0)] = i + 1
+    kept = []  # (row0, col0, instance index, tight piece mask)
+    for i, sl in enumerate(ndimage.find_objects(work, max_label=n) if n else []):
+        if sl is None:
+            continue
+        piece = work[sl] == i + 1
+        parts, k = ndimage.label(piece, _EIGHT)
+        if k > 1:
+            piece = parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))  # ties: the first in scan order
+        area = int(np.count_nonzero(piece))
+        if area < min_area_px or area < min_visible_fraction * predicted[i]:
+            continue
+        rows, cols = np.flatnonzero(piece.any(1)), np.flatnonzero(piece.any(0))
+        tight = piece[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        kept.append((sl[0].start + int(rows[0]), sl[1].start + int(cols[0]), i, tight))
+    del work
+    if reading_order:
+        kept.sort(key=lambda k: k[:3])
+    source = np.array([i for _, _, i, _ in kept], np.int64)
+    ids = np.arange(1, len(kept) + 1) if reading_order else source + 1
+    labels = np.zeros(shape, np.uint16 if (ids.max() if len(ids) else 0) < 65535 else np.uint32)
+    for lab, (r, c, _, m) in zip(ids, kept):
+        labels[r : r + m.shape[0], c : c + m.shape[1]][m] = lab
+    offsets = np.array([(r, c) for r, c, _, _ in kept], np.int64).reshape(-1, 2)
+    visible = Instances(offsets, [m for _, _, _, m in kept], instances.scores[source])
+    return Painted(labels, visible, ids, source)

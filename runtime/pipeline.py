@@ -2,7 +2,8 @@
 
 Only this module knows the order. Per input file (`process_file`):
 segment every plane (`Segmenter`), paint the instances into a label image
-(ids in reading order; where masks overlap the higher score wins), measure
+(`instances.paint_instances`, the rule every output follows: the higher score
+wins, one connected piece per object, ids in reading order), measure
 the label image (`measure`), and write `labels/<key>.tif`,
 `rois/<key>.zip`, `overlays/<key>.png` and finally `records/<key>.json`,
 each atomically. `run` does that for many inputs with decoding read ahead in
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .image_io import ImageData, ImageReadError
-from .instances import Instances, paint_reading_order
+from .instances import Instances, paint_instances
 from .measure import measure_instances, summarize_image
 from .reader import Decoded, InputItem, decode, read_ahead
 from .results import FAILED, OK, ImageResult, failed
@@ -84,10 +85,7 @@ class _Plane:
     def label_image(self) -> np.ndarray:
         if self.labels is not None:
             return self.labels
-        labels = np.zeros(self.shape, np.uint16 if len(self.instances) < 65535 else np.uint32)
-        for k, ((r, c), m) in enumerate(zip(self.instances.offsets, self.instances.masks)):  # disjoint crops
-            labels[r : r + m.shape[0], c : c + m.shape[1]][m] = k + 1
-        return labels
+        return self.instances.to_label_image(self.shape)  # kept pieces repaint to the same ids
 
 
 @dataclass
@@ -131,8 +129,8 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
     image, px, source, seg = segmented.image, segmented.px, segmented.source, segmented.seg
     t0 = time.perf_counter()
     shape = image.array.shape[:2]
-    labels, visible, scores = paint_reading_order(seg.instances, shape)
-    ids = np.arange(1, len(visible) + 1)
+    painted = paint_instances(seg.instances, shape)  # the one rule every output below follows
+    labels, visible, ids, scores = painted.labels, painted.visible, painted.ids, painted.visible.scores
     plane = index + 1
     box = seg.content  # None: the whole frame is specimen
     view = None if box is None else (box.top, box.left, box.bottom, box.right)

@@ -20,7 +20,8 @@ from mitotally.runtime.writers import atomic_open
 from mitotally.runtime.writers.coco import annotations, crop_rle
 from mitotally.runtime.writers.labels import write_labels
 from mitotally.runtime.writers.overlay import render_overlay
-from mitotally.runtime.writers.rois import instance_rois, write_rois
+from mitotally.runtime.writers.rois import instance_rois, pixel_edge_loops, signed_area, write_rois
+from mitotally.trainer.importers.imagej_rois import roi_region
 from mitotally.runtime.writers.tables import IMAGE_COLUMNS, read_record, rebuild_tables, write_record
 
 
@@ -72,6 +73,16 @@ def _ellipse_masks(shape=(120, 160)):
     return out
 
 
+def roi_pixels(roi, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels a ROI holds as Fiji fills it (centre inside, even-odd), read by mito-train's ImageJ importer."""
+    region, _ = roi_region(roi, shape)
+    out = np.zeros(shape, bool)
+    if region is not None:
+        (r, c), m = region.offset, region.mask
+        out[r : r + m.shape[0], c : c + m.shape[1]] = m
+    return out
+
+
 def test_rois_reproduce_masks(tmp_path):
     items = _ellipse_masks()
     offsets = np.array([o for o, _, _ in items])
@@ -84,6 +95,29 @@ def test_rois_reproduce_masks(tmp_path):
         inside = np.zeros(full.shape, bool)
         inside[polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, full.shape)] = True
         assert np.array_equal(inside, full)  # the polygon holds exactly the mask's pixel centres
+        assert signed_area(xy) == full.sum()  # and its shoelace area is the pixel count
+        assert np.array_equal(roi_pixels(roi, full.shape), full)
+
+
+def test_roi_of_a_mask_with_a_hole_or_a_corner_contact(tmp_path):
+    ring = np.ones((9, 12), bool)
+    ring[3:6, 4:9] = False
+    corner = np.zeros((6, 6), bool)
+    corner[:3, :3] = corner[3:, 3:] = True  # one object whose pixels meet at a corner
+    back = roiread(write_rois(tmp_path / "h.zip", instance_rois(np.array([[5, 7], [20, 2]]), [ring, corner], [1, 2])))
+    assert back[0].composite and not back[1].composite  # a hole needs a composite ROI (outline minus hole)
+    for roi, (r, c), m in zip(back, [(5, 7), (20, 2)], [ring, corner]):
+        full = np.zeros((40, 40), bool)
+        full[r : r + m.shape[0], c : c + m.shape[1]] = m
+        assert sum(signed_area(xy) for xy in roi.coordinates(multi=True)) == m.sum()
+        assert np.array_equal(roi_pixels(roi, full.shape), full)
+
+
+def test_pixel_edge_loops_sum_to_the_pixel_count(rng):
+    for _ in range(200):
+        m = rng.random(tuple(rng.integers(1, 14, 2))) < rng.uniform(0.2, 0.9)
+        assert sum(signed_area(loop) for loop in pixel_edge_loops(m)) == m.sum()
+    assert pixel_edge_loops(np.zeros((3, 3), bool)) == []
 
 
 def test_rois_of_a_stack_carry_their_plane(tmp_path):

@@ -34,7 +34,7 @@ class PredictionError(Exception):
 
 @dataclass
 class Prediction:
-    labels: np.ndarray  # HxW instance ids for matching (overlaps resolved: the higher score wins)
+    labels: np.ndarray  # HxW instance ids for matching, painted by mito-run's rule (`instances.paint_instances`)
     instances: Instances  # every scored instance, for COCO AP
     notes: list[str]
 
