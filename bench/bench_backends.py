@@ -214,10 +214,13 @@ def _exported_rows(model_dir: Path, args, batch: int, on_cuda: bool) -> dict[str
         opts = BackendOptions(device=args.device, batch=batch, threads=args.threads, precision=precision)
         model, manifest = load_model(model_dir)
         try:
-            if name == "tensorrt" and "tensorrt" not in manifest.exports:
-                from mitotally.export.tensorrt_build import build_and_record
+            if name == "tensorrt" and "tensorrt" not in manifest.exports:  # mito-export builds it and gates FP16 vs FP32
+                from mitotally.export.cli import main as export_main
 
-                build_and_record(model_dir, model_dir / manifest.exports["onnx"]["file"], manifest.exports["onnx"])
+                code = export_main([str(model_dir), "--fp16", "--batch", str(manifest.exports["onnx"]["batch"]),
+                                    "--gpu-batch", str(batch), "--device", args.device])
+                if code:
+                    raise RuntimeError(f"mito-export --fp16 exited {code} (see above)")
                 model, manifest = load_model(model_dir)
             backend = make_backend(name, model_dir, model, manifest, opts)
         except BackendUnavailable as e:

@@ -20,13 +20,12 @@ import torch
 
 from ..runtime.backends.tensorrt_backend import TensorRTBackend, TensorRTUnavailable
 from ..runtime.backends.torch_backend import TorchBackend, Trunk
-from ..runtime.manifest import MANIFEST, WEIGHTS, Manifest, load_model, weights_sha256
+from ..runtime.manifest import MANIFEST, WEIGHTS, Manifest, load_model, record_export, weights_sha256
 from ..runtime.writers.atomic import atomic_write_bytes
 from .int8 import EXPORT_KEY as INT8_KEY
 from .int8 import INT8_FILE, MIN_AGREEMENT_F1, Int8Export, calibration_tiles, quantize_trunk, write_int8
 from .onnx_export import MIN_OPSET, ONNX_FILE, OnnxExport, onnx_bytes, write_trunk
-from ..runtime.manifest import record_export
-from .tensorrt_build import build_and_record
+from .tensorrt_build import MIN_FP16_F1, AgreementFailed, build_verified_engine
 from .verify import (Verification, VerifyImage, as_the_runtime_sees, backend_agreement, load_images, synthetic_images,
                      verify_export)
 
@@ -34,7 +33,8 @@ EXAMPLE = """example:
   mito-export models/lucchi-r18                 # trunk.onnx (batch 1) for ONNX Runtime on CPU
   mito-export models/lucchi-r18 --int8 --images my_frames/   # + trunk.int8.onnx, calibrated on your images
                                                 # (then: mito-run ... --backend onnxruntime --precision int8)
-  mito-export models/lucchi-r18 --fp16 -o out/  # + TensorRT FP16 engine (batch 8), in a copy of the model folder
+  mito-export models/lucchi-r18 --fp16 -o out/  # + TensorRT FP16 engine for this GPU (batch 8), in a copy of the
+                                                # model folder; recorded only if it agrees with FP32 (F1@0.5 >= 0.99)
 """
 
 
@@ -47,13 +47,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", type=Path, help="model folder (model.json + model.safetensors)")
-    p.add_argument("--fp16", action="store_true", help="also build a TensorRT FP16 engine (needs TensorRT and an NVIDIA GPU)")
+    p.add_argument("--fp16", action="store_true",
+                   help="also build a TensorRT FP16 engine for this GPU (needs TensorRT and an NVIDIA GPU; see the README's "
+                        f"GPU section); recorded only if its instances agree with FP32 at F1@0.5 >= {MIN_FP16_F1}")
     p.add_argument("--int8", action="store_true",
                    help="also write trunk.int8.onnx: INT8 convolutions for ONNX Runtime on CPU (~1.6x faster trunk), "
                         "calibrated on --images (required; use frames like the ones you will measure) and recorded only "
                         f"if its instances agree with FP32 at F1@0.5 >= {MIN_AGREEMENT_F1}")
     p.add_argument("--tile", type=int, default=None, help="tile size in model pixels (default: the manifest's tile)")
-    p.add_argument("--batch", type=int, default=None, help="static batch of tiles (default: 1, or 8 with --fp16)")
+    p.add_argument("--batch", type=int, default=1, help="static batch of tiles of the CPU trunk, trunk.onnx (default 1)")
+    p.add_argument("--gpu-batch", type=int, default=8,
+                   help="static batch of tiles of the TensorRT engine (default 8); the CPU trunk keeps --batch")
+    p.add_argument("--device", default="cuda", help="GPU that builds and will run the engine, e.g. cuda:1 (default cuda)")
     p.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset, >= {MIN_OPSET} (default {MIN_OPSET})")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="folder to write into (default: MODEL_DIR); a different folder becomes a full copy of the model")
@@ -108,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # any reason the folder is unusable: one line, exit 2
         return _fail(2, f"{args.model_dir}: cannot load the model: {e}")
     tile = args.tile or manifest.tile
-    batch = args.batch or (8 if args.fp16 else 1)
+    batch = args.batch
     if tile % 32 or tile <= manifest.overlap:
         return _fail(2, f"--tile {tile} must be a multiple of 32 and larger than the model's overlap ({manifest.overlap})")
-    if batch < 1 or args.opset < MIN_OPSET:
-        return _fail(2, f"--batch must be >= 1 and --opset >= {MIN_OPSET}")
+    if batch < 1 or args.gpu_batch < 1 or args.opset < MIN_OPSET:
+        return _fail(2, f"--batch and --gpu-batch must be >= 1 and --opset >= {MIN_OPSET}")
     if args.int8 and not args.images:
         return _fail(2, "--int8 needs --images: INT8 ranges are calibrated on real frames (synthetic ones would mis-set them)")
     try:
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
     if not args.fp16:
         return 0
-    return _build_engine(out_dir, entry, args.workspace_gib, model, manifest, images)
+    return _build_engine(out_dir, entry, args, model, manifest, images, source)
 
 
 def _quantize(out_dir: Path, entry: OnnxExport, data: bytes, model: torch.nn.Module, manifest: Manifest,
@@ -190,23 +195,36 @@ def _quantize(out_dir: Path, entry: OnnxExport, data: bytes, model: torch.nn.Mod
     return 0
 
 
-def _build_engine(out_dir: Path, entry: OnnxExport, workspace_gib: float, model: torch.nn.Module, manifest: Manifest,
-                  images: list[VerifyImage]) -> int:
-    """Build and record the engine, then measure FP16 (TensorRT) against FP32 (PyTorch) instances on the GPU."""
+def _build_engine(out_dir: Path, entry: OnnxExport, args: argparse.Namespace, model: torch.nn.Module, manifest: Manifest,
+                  images: list[VerifyImage], source: str) -> int:
+    """The GPU trunk (its own batch; trunk.onnx stays the CPU trunk) as a TensorRT FP16 engine, recorded only
+    if its instances agree with FP32 PyTorch on the verification frames."""
+    import copy
+
+    tile, batch, device = entry.tile, args.gpu_batch, args.device
+    data = onnx_bytes(Trunk(model.eval().cpu()), tile, batch, args.opset)
+
+    def agreement(engine: bytes) -> tuple[float, int, int]:
+        fp32 = TorchBackend(copy.deepcopy(model), tile, batch, device, manifest.score_threshold)
+        fp16 = TensorRTBackend(engine, copy.deepcopy(model), tile, batch, entry.outputs, device, manifest.score_threshold)
+        return backend_agreement(fp32, fp16, manifest, images)
+
+    print(f"TensorRT: building the FP16 engine (tile {tile}, batch {batch}) on {device}, then checking it against FP32 "
+          f"on {len(images)} image(s) ({source})")
     try:
-        engine = build_and_record(out_dir, out_dir / ONNX_FILE, entry.to_dict(), workspace_gib=workspace_gib)
+        engine = build_verified_engine(out_dir, data, tile, batch, entry.outputs, entry.weights_sha256, agreement,
+                                       device=device, workspace_gib=args.workspace_gib)
     except TensorRTUnavailable as e:
         return _fail(3, f"--fp16 refused: {e}; {out_dir / ONNX_FILE} was written and verified")
+    except AgreementFailed as e:
+        return _fail(1, f"TensorRT FP16 engine not recorded: {e}; use --backend torch on this GPU")
     except RuntimeError as e:
         return _fail(1, f"TensorRT engine build failed: {e}; {out_dir / ONNX_FILE} was written and verified")
+    agree = engine["fp16_vs_fp32"]
+    print(f"FP16 engine vs FP32 PyTorch: F1@0.5 {agree['f1@0.5']:.4f} (instances {agree['instances_fp16']} vs "
+          f"{agree['instances_fp32']}) >= {MIN_FP16_F1}")
     print(f"wrote {out_dir / engine['file']} (TensorRT {engine['tensorrt_version']}, {engine['gpu_name']}, "
-          f"sm {engine['compute_capability']}, FP16) and recorded it in {out_dir / MANIFEST}")
-    fp32 = TorchBackend(model, entry.tile, entry.batch, "cuda", manifest.score_threshold)
-    fp16 = TensorRTBackend((out_dir / engine["file"]).read_bytes(), model, entry.tile, entry.batch, entry.outputs, "cuda",
-                           manifest.score_threshold)
-    f1, n32, n16 = backend_agreement(fp32, fp16, manifest, images)
-    record_export(out_dir, "tensorrt", {**engine, "fp16_vs_fp32": {"f1@0.5": f1, "instances_fp32": n32, "instances_fp16": n16}})
-    print(f"FP16 engine vs FP32 PyTorch: F1@0.5 {f1:.4f} (instances {n16} vs {n32})")
+          f"sm {engine['compute_capability']}) and recorded it in {out_dir / MANIFEST}")
     return 0
 
 

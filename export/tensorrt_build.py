@@ -1,100 +1,106 @@
-"""Build a TensorRT FP16 engine from the exported trunk (TensorRT 10 and 11 Python APIs).
+"""Build a TensorRT FP16 engine for the GPU trunk, prove it against FP32, and only then record it.
 
-TensorRT 10: parse the FP32 ONNX and set `BuilderFlag.FP16` (weak typing).
-TensorRT 11 removed the precision flags: the network must be strongly typed,
-so the ONNX is first converted to FP16 (NVIDIA ModelOpt AutoCast when
-installed, else ONNX Runtime's float16 converter) with FP32 inputs/outputs and
-normalisation layers kept in FP32. A timing cache next to the engine makes
-rebuilds fast. An engine is only valid for the GPU and TensorRT version that
-built it; the manifest entry records both so a stale engine is rebuilt.
+The network is strongly typed (TensorRT >= 10.12 deprecates weak typing and 11
+removes it): it is parsed from an FP16 ONNX whose normalisation statistics stay
+FP32 (`fp16_onnx.py`), so the types in the file are the types that run, on
+TensorRT 10 and 11 alike. Building happens on the device asked for. An engine is
+recorded in model.json only when its instances agree with FP32 PyTorch (TF32
+off) at F1@0.5 >= MIN_FP16_F1 on the verification frames. Engines are named by
+GPU, compute capability, TensorRT version, tile and batch, so several GPUs can
+share one model folder; each has its own timing cache.
 """
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
+from typing import Callable
 
-from ..runtime.backends.tensorrt_backend import TensorRTUnavailable, TrtEnvironment, tensorrt_environment
-from ..runtime.manifest import record_export
+import torch
+
+from ..runtime.backends.tensorrt_backend import (TensorRTUnavailable, TrtEnvironment, engine_file_name, on_device,
+                                                 tensorrt_environment)
+from ..runtime.manifest import record_engine
 from ..runtime.writers.atomic import atomic_write_bytes
+from .fp16_onnx import fp16_onnx
 
-ENGINE_FILE = "trunk.fp16.engine"
-TIMING_CACHE_FILE = "trunk.timing.cache"
-KEEP_FP32_OPS = ["InstanceNormalization", "GroupNormalization", "ReduceMean", "Pow", "Sqrt", "Div"]
-
-
-def fp16_onnx(onnx_bytes: bytes) -> bytes:
-    """FP16 weights and activations with FP32 I/O and normalisation, for a strongly typed network."""
-    import onnx
-
-    model = onnx.load_from_string(onnx_bytes)
-    try:
-        from modelopt.onnx.autocast import convert_to_mixed_precision  # NVIDIA's recommended path for TensorRT 11
-
-        with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
-            f.write(onnx_bytes)
-            f.flush()
-            converted = convert_to_mixed_precision(onnx_path=f.name, low_precision_type="fp16", keep_io_types=True)
-    except ImportError:
-        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
-        converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + KEEP_FP32_OPS)
-    return converted.SerializeToString()
+MIN_FP16_F1 = 0.99  # FP16 engine vs FP32 PyTorch, instances matched at IoU 0.5, pooled over the frames
 
 
-def build_engine(onnx_bytes: bytes, workspace_gib: float = 4.0, timing_cache: bytes = b"") -> tuple[bytes, bytes]:
-    """Serialized FP16 engine and the updated timing cache; `TensorRTUnavailable` when it cannot be built here."""
-    tensorrt_environment()  # refuses clearly when TensorRT or the GPU is missing
+class AgreementFailed(RuntimeError):
+    """The FP16 engine's instances differ too much from FP32's: it is not recorded."""
+
+
+def build_engine(onnx_fp32: bytes, device: str = "cuda", workspace_gib: float = 4.0, timing_cache: bytes = b"") -> tuple[bytes, bytes]:
+    """Serialized engine and the updated timing cache; `TensorRTUnavailable` when it cannot be built here."""
+    tensorrt_environment(device)  # refuses clearly when TensorRT or the GPU is missing
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    weakly_typed = hasattr(trt.BuilderFlag, "FP16")  # TensorRT 10; gone in 11
-    if weakly_typed:
-        network = builder.create_network(0)
-    else:
+    onnx_fp16 = fp16_onnx(onnx_fp32)
+    with on_device(torch.device(device)):
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
         network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        onnx_bytes = fp16_onnx(onnx_bytes)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_bytes):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse trunk.onnx: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    if weakly_typed:
-        config.set_flag(trt.BuilderFlag.FP16)
-    cache = config.create_timing_cache(timing_cache)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    engine = builder.build_serialized_network(network, config)
-    if engine is None:
-        raise RuntimeError("TensorRT failed to build the engine (see the TensorRT log above)")
-    return bytes(engine), bytes(config.get_timing_cache().serialize())
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(onnx_fp16):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse the FP16 trunk: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+        cache = config.create_timing_cache(timing_cache)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        engine = builder.build_serialized_network(network, config)
+        if engine is None:
+            raise RuntimeError("TensorRT failed to build the engine (see the TensorRT log above)")
+        return bytes(engine), bytes(config.get_timing_cache().serialize())
 
 
-def build_and_record(model_dir: Path, onnx_path: Path, onnx_entry: dict, env: TrtEnvironment | None = None,
-                     workspace_gib: float = 4.0) -> dict:
-    """Build the engine next to `onnx_path`, write it and the timing cache atomically, record it in model.json."""
-    env = env or tensorrt_environment()
+def agreement_failure(f1: float, n_fp32: int, n_fp16: int, minimum: float = MIN_FP16_F1) -> str:
+    """Why an engine must not be recorded (empty when it may be)."""
+    if n_fp32 == 0:
+        return ("the FP32 model finds no mitochondria in the verification frames, so FP16 agreement cannot be checked; "
+                "give frames with mitochondria (--images)")
+    if f1 < minimum:
+        return (f"FP16 instances agree with FP32 only at F1@0.5 {f1:.4f} ({n_fp16} vs {n_fp32} instances), "
+                f"{minimum - f1:.4f} short of {minimum}")
+    return ""
+
+
+def build_verified_engine(model_dir: Path, onnx_fp32: bytes, tile: int, batch: int, outputs: list[str], weights_sha256: str,
+                          agreement: Callable[[bytes], tuple[float, int, int]], device: str = "cuda",
+                          workspace_gib: float = 4.0, env: TrtEnvironment | None = None,
+                          build: Callable[..., tuple[bytes, bytes]] = build_engine) -> dict:
+    """Build, check `agreement(engine) -> (f1, n_fp32, n_fp16)`, and write + record the engine only if it passes.
+
+    Raises `AgreementFailed` (nothing written), `TensorRTUnavailable`, or `RuntimeError` from the builder."""
+    env = env or tensorrt_environment(device)
     model_dir = Path(model_dir)
-    cache_path = model_dir / TIMING_CACHE_FILE
-    cache = cache_path.read_bytes() if cache_path.is_file() else b""
-    engine, cache = build_engine(onnx_path.read_bytes(), workspace_gib, cache)
-    atomic_write_bytes(model_dir / ENGINE_FILE, engine)
+    name = engine_file_name(env, tile, batch)
+    cache_path = model_dir / (name.removesuffix(".engine") + ".timing.cache")
+    engine, cache = build(onnx_fp32, device, workspace_gib, cache_path.read_bytes() if cache_path.is_file() else b"")
+    f1, n32, n16 = agreement(engine)
+    failure = agreement_failure(f1, n32, n16)
+    if failure:
+        raise AgreementFailed(failure)
+    atomic_write_bytes(model_dir / name, engine)
     atomic_write_bytes(cache_path, cache)
     entry = {
-        "file": ENGINE_FILE,
+        "file": name,
         "sha256": hashlib.sha256(engine).hexdigest(),
         "precision": "fp16",
+        "strongly_typed": True,
         "tensorrt_version": env.tensorrt_version,
         "gpu_name": env.gpu_name,
         "compute_capability": env.compute_capability,
-        "tile": onnx_entry["tile"],
-        "batch": onnx_entry["batch"],
-        "onnx_sha256": onnx_entry["sha256"],
-        "timing_cache": TIMING_CACHE_FILE,
+        "tile": tile,
+        "batch": batch,
+        "outputs": list(outputs),
+        "onnx_sha256": hashlib.sha256(onnx_fp32).hexdigest(),  # the FP32 GPU trunk it was converted from
+        "weights_sha256": weights_sha256,
+        "timing_cache": cache_path.name,
+        "fp16_vs_fp32": {"f1@0.5": f1, "min_f1": MIN_FP16_F1, "instances_fp32": n32, "instances_fp16": n16},
     }
-    record_export(model_dir, "tensorrt", entry)
+    record_engine(model_dir, entry)
     return entry
 
 
-__all__ = ["ENGINE_FILE", "TensorRTUnavailable", "build_and_record", "build_engine", "fp16_onnx", "record_export"]
+__all__ = ["AgreementFailed", "MIN_FP16_F1", "TensorRTUnavailable", "agreement_failure", "build_engine", "build_verified_engine"]

@@ -23,7 +23,7 @@ import torch
 
 from ..runtime.backends import Backend
 from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-from ..runtime.backends.torch_backend import Trunk, TorchBackend
+from ..runtime.backends.torch_backend import Trunk, TorchBackend, strict_fp32
 from ..runtime.image_io import read_image
 from ..runtime.instances import Instances
 from ..runtime.manifest import Manifest
@@ -31,7 +31,7 @@ from ..runtime.normalize import normalize
 from ..runtime.scale import rescale_image
 from ..runtime.segment import segment_scaled
 from ..runtime.tiling import TileGrid
-from ..trainer.metrics import match_image, pooled_stats
+from ..runtime.matching import match_image, pooled_stats
 
 RTOL, ATOL = 1e-3, 1e-5
 MIN_F1 = 0.99
@@ -209,7 +209,10 @@ def verify_export(model: torch.nn.Module, manifest: Manifest, onnx: bytes, tile:
 
 
 def backend_agreement(reference: Backend, other: Backend, manifest: Manifest, images: Sequence[VerifyImage]) -> tuple[float, int, int]:
-    """F1@0.5 of `other`'s instances against `reference`'s on whole images, and both instance counts."""
-    ref = [segment_image(reference, manifest, im) for im in images]
+    """F1@0.5 of `other`'s instances against `reference`'s on whole images, and both instance counts.
+
+    The reference runs in strict FP32 (no TF32 on CUDA), so it is the precision it claims to be."""
+    with strict_fp32():
+        ref = [segment_image(reference, manifest, im) for im in images]
     got = [segment_image(other, manifest, im) for im in images]
     return f1_between(ref, got, [im.array.shape[:2] for im in images]), sum(map(len, ref)), sum(map(len, got))

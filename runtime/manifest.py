@@ -97,12 +97,41 @@ def load_model(directory: Path, device: str = "cpu") -> tuple[torch.nn.Module, M
     return model.to(device).eval(), manifest
 
 
+def manifest_lock(model_dir: Path):
+    """An OS lock around read-modify-write of model.json: two exports (two GPUs sharing a folder) never lose a record."""
+    from filelock import FileLock
+
+    return FileLock(str(Path(model_dir) / (MANIFEST + ".lock")), timeout=120)
+
+
 def record_export(model_dir: Path, key: str, entry: dict) -> None:
-    """Add or replace `exports[key]` in model.json (atomic rewrite; other fields untouched).
+    """Add or replace `exports[key]` in model.json (atomic rewrite under `manifest_lock`; other fields untouched).
 
     It lives with the manifest: mito-export writes records, the runtime only reads them."""
-    manifest = load_manifest(model_dir)
-    exports = dict(manifest.exports)
-    exports[key] = entry
-    data = manifest.replace(exports=exports).to_dict()
-    atomic_write_bytes(Path(model_dir) / MANIFEST, json.dumps(data, indent=2).encode())
+    with manifest_lock(model_dir):
+        manifest = load_manifest(model_dir)
+        exports = dict(manifest.exports)
+        exports[key] = entry
+        data = manifest.replace(exports=exports).to_dict()
+        atomic_write_bytes(Path(model_dir) / MANIFEST, json.dumps(data, indent=2).encode())
+
+
+ENGINES_KEY = "tensorrt"
+
+
+def recorded_engines(manifest: Manifest) -> list[dict]:
+    """Every TensorRT engine recorded for this model folder (one per GPU type, TensorRT, tile and batch)."""
+    entry = manifest.exports.get(ENGINES_KEY) or {}
+    if "engines" in entry:
+        return [e for e in entry["engines"] if isinstance(e, dict)]
+    return [entry] if entry.get("file") else []  # a single engine, as recorded before several were kept
+
+
+def record_engine(model_dir: Path, entry: dict) -> None:
+    """Add an engine to model.json, replacing only a record of the same file (engines of other GPUs stay)."""
+    with manifest_lock(model_dir):
+        manifest = load_manifest(model_dir)
+        engines = [e for e in recorded_engines(manifest) if e.get("file") != entry["file"]] + [entry]
+        exports = {**manifest.exports, ENGINES_KEY: {"engines": engines}}
+        data = manifest.replace(exports=exports).to_dict()
+        atomic_write_bytes(Path(model_dir) / MANIFEST, json.dumps(data, indent=2).encode())

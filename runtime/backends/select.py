@@ -1,7 +1,7 @@
 """Create a backend by name, or pick the fastest one available (`auto`) and say why.
 
 `auto` follows a fixed preference (see bench/bench_backends.py): on CUDA, a
-TensorRT engine recorded by `mito-export --fp16` (rebuilt first when stale),
+TensorRT engine recorded by `mito-export --fp16` for this GPU (never built here),
 else torch FP16 on CUDA streams; on CPU, ONNX Runtime when `trunk.onnx` was
 exported, else torch. The CPU order is measured; the CUDA order is the
 expected one until the GPU benchmark has been run. Every candidate that
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ..manifest import Manifest, load_model, weights_sha256
+from ..manifest import Manifest, load_model, recorded_engines, weights_sha256
 from . import Backend
+from .tensorrt_backend import stale_reasons
 from .torch_backend import TorchBackend
 
 BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
@@ -132,24 +133,37 @@ def make_backend(name: str, model_dir: Path, model: torch.nn.Module, manifest: M
 
 
 def _tensorrt(model_dir: Path, model, manifest: Manifest, opts: BackendOptions, device: str, score: float) -> Backend:
-    from .tensorrt_backend import TensorRTBackend, TensorRTUnavailable, stale_reasons, tensorrt_environment
+    from .tensorrt_backend import TensorRTBackend, TensorRTUnavailable, tensorrt_environment
 
     try:
         env = tensorrt_environment(device)
     except TensorRTUnavailable as e:
         raise BackendUnavailable(str(e)) from None
-    onnx = _onnx_entry(model_dir, manifest, opts)
-    entry = manifest.exports.get("tensorrt")
-    if not entry:
-        raise BackendUnavailable(f"{model_dir}: no TensorRT engine recorded; run `mito-export --fp16 {model_dir}` first")
-    reasons = stale_reasons(entry, env, onnx["sha256"], onnx["tile"], onnx["batch"])
-    engine_path = export_file(model_dir, entry.get("file", ""), must_exist=False)
-    if not reasons and (not engine_path.is_file() or hashlib.sha256(engine_path.read_bytes()).hexdigest() != entry.get("sha256")):
-        reasons = [f"{engine_path.name} is missing or differs from the recorded sha256"]
-    if reasons:  # engines are tied to one GPU and TensorRT version; the runtime only loads, never builds
-        raise BackendUnavailable(f"TensorRT engine is stale ({'; '.join(reasons)}); rebuild it with `mito-export {model_dir} --fp16`")
+    entry = usable_engine(model_dir, recorded_engines(manifest), env, weights_sha256(model_dir), opts.batch)
     engine = export_file(model_dir, entry["file"]).read_bytes()
-    return TensorRTBackend(engine, model, onnx["tile"], onnx["batch"], onnx["outputs"], device, score, streams=opts.streams, cuda_graph=opts.cuda_graph)
+    return TensorRTBackend(engine, model, entry["tile"], entry["batch"], entry["outputs"], device, score,
+                           streams=opts.streams, cuda_graph=opts.cuda_graph)
+
+
+def usable_engine(model_dir: Path, engines: list[dict], env, weights: str, batch: int | None) -> dict:
+    """The recorded engine built for this GPU, TensorRT and weights, or `BackendUnavailable` saying why each is not.
+
+    Engines are tied to one GPU and TensorRT version; the runtime only loads, never builds."""
+    rebuild = f"build one with `mito-export {model_dir} --fp16`"
+    if not engines:
+        raise BackendUnavailable(f"{model_dir}: no TensorRT engine recorded; {rebuild}")
+    why = []
+    for entry in engines:
+        reasons = stale_reasons(entry, env, weights, batch)
+        if not reasons:
+            path = export_file(model_dir, entry.get("file", ""), must_exist=False)
+            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("sha256"):
+                reasons = [f"{path.name} is missing or differs from the recorded sha256"]
+        if not reasons:
+            return entry
+        why.append(f"{entry.get('file')}: {'; '.join(reasons)}")
+    raise BackendUnavailable(f"no recorded TensorRT engine fits {env.gpu_name} (sm {env.compute_capability}, TensorRT "
+                             f"{env.tensorrt_version}): {' | '.join(why)}; {rebuild}")
 
 
 def auto_order(device: str) -> tuple[str, ...]:

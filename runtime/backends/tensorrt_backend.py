@@ -10,6 +10,8 @@ graph and replayed.
 """
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -34,27 +36,65 @@ class TrtEnvironment:
     compute_capability: str
 
 
+def on_device(device: torch.device):
+    """Make `device` the current CUDA device: TensorRT creates engines, execution contexts and their
+    allocations on the current device (cudaSetDevice semantics), not on the one a tensor lives on."""
+    device = torch.device(device)
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def tensorrt_environment(device: str = "cuda") -> TrtEnvironment:
     try:
         import tensorrt as trt
     except ImportError:
-        raise TensorRTUnavailable("TensorRT is not installed (pip install 'tensorrt>=10' on a machine with an NVIDIA GPU)") from None
+        raise TensorRTUnavailable("TensorRT is not installed (see the README's GPU section: pip install -e \".[gpu]\")") from None
     if not torch.cuda.is_available():
         raise TensorRTUnavailable("no CUDA GPU is visible (torch.cuda.is_available() is False)")
+    mismatch = cuda_major_mismatch(torch.version.cuda, tensorrt_cuda_major())
+    if mismatch:
+        raise TensorRTUnavailable(mismatch)
     props = torch.cuda.get_device_properties(torch.device(device))
     return TrtEnvironment(trt.__version__, props.name, f"{props.major}.{props.minor}")
 
 
-def stale_reasons(entry: dict, env: TrtEnvironment, onnx_sha256: str, tile: int, batch: int) -> list[str]:
+def tensorrt_cuda_major() -> int | None:
+    """The CUDA major version the installed TensorRT wheels were built for (from `tensorrt-cuXX` names)."""
+    from importlib import metadata
+
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name.startswith("tensorrt-cu") and name[len("tensorrt-cu"):].split("-")[0].isdigit():
+            return int(name[len("tensorrt-cu"):].split("-")[0])
+    return None
+
+
+def cuda_major_mismatch(torch_cuda: str | None, trt_cuda_major: int | None) -> str:
+    """Why TensorRT and torch cannot share a process (empty if they can): both load one CUDA runtime."""
+    if torch_cuda is None or trt_cuda_major is None:
+        return ""
+    torch_major = int(str(torch_cuda).split(".")[0])
+    if torch_major == trt_cuda_major:
+        return ""
+    return (f"TensorRT was installed for CUDA {trt_cuda_major} but torch is built for CUDA {torch_cuda}; "
+            f"pip uninstall the tensorrt-cu{trt_cuda_major} packages and pip install 'tensorrt-cu{torch_major}'")
+
+
+def engine_file_name(env: TrtEnvironment, tile: int, batch: int) -> str:
+    """One file per GPU model, compute capability, TensorRT version, tile and batch, so several GPUs share a folder."""
+    gpu = re.sub(r"[^a-z0-9]+", "-", env.gpu_name.lower()).strip("-") or "gpu"
+    return f"trunk.fp16.{gpu}.sm{env.compute_capability.replace('.', '')}.trt{env.tensorrt_version}.t{tile}.b{batch}.engine"
+
+
+def stale_reasons(entry: dict, env: TrtEnvironment, weights_sha256: str, batch: int | None = None) -> list[str]:
     """Why a recorded engine cannot be loaded here (empty when it can): engines are not portable."""
     expected = {
         "tensorrt_version": env.tensorrt_version,
         "gpu_name": env.gpu_name,
         "compute_capability": env.compute_capability,
-        "onnx_sha256": onnx_sha256,
-        "tile": tile,
-        "batch": batch,
+        "weights_sha256": weights_sha256,
     }
+    if batch is not None:
+        expected["batch"] = batch
     return [f"{key} {entry.get(key)!r} != {value!r}" for key, value in expected.items() if entry.get(key) != value]
 
 
@@ -112,40 +152,46 @@ class TensorRTBackend:
         import tensorrt as trt
 
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.tile, self.batch = tile, batch
         self.model = model.eval().to(self.device)
         self.model.roi_heads.score_thresh = score_threshold
         self.output_names = list(output_names)
         levels = [n.removeprefix("feat_") for n in self.output_names if n.startswith("feat_")]
         self.heads = Heads(self.model, levels, tile)
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self._runtime.deserialize_cuda_engine(engine)
-        if self.engine is None:
-            raise RuntimeError("TensorRT could not deserialize the engine (built by another TensorRT version or GPU?)")
-        shape = tuple(self.engine.get_tensor_shape(INPUT_NAME))
-        if shape != (batch, 1, tile, tile):
-            raise ValueError(f"engine input {INPUT_NAME!r} has shape {shape}, expected {(batch, 1, tile, tile)}")
-        dtypes = engine_dtypes(trt)
-        lanes = []
-        for _ in range(max(1, streams)):
-            cuda = CudaLane.create(batch, tile, self.device)
-            context = self.engine.create_execution_context()
-            context.set_tensor_address(INPUT_NAME, cuda.device_in.data_ptr())
-            outputs = []
-            for name in self.output_names:
-                out = torch.empty(tuple(self.engine.get_tensor_shape(name)), dtype=torch_dtype(dtypes, self.engine.get_tensor_dtype(name), name), device=self.device)
-                context.set_tensor_address(name, out.data_ptr())
-                outputs.append(out)
-            lane = _TrtLane(cuda, context, outputs)
-            if cuda_graph:
-                lane.graph = _capture(lane)
-            lanes.append(lane)
+        with on_device(self.device):  # engine, contexts and buffers all on the device asked for
+            self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            self.engine = self._runtime.deserialize_cuda_engine(engine)
+            if self.engine is None:
+                raise RuntimeError("TensorRT could not deserialize the engine (built by another TensorRT version or GPU?)")
+            shape = tuple(self.engine.get_tensor_shape(INPUT_NAME))
+            if shape != (batch, 1, tile, tile):
+                raise ValueError(f"engine input {INPUT_NAME!r} has shape {shape}, expected {(batch, 1, tile, tile)}")
+            dtypes = engine_dtypes(trt)
+            lanes = [self._lane(dtypes, cuda_graph) for _ in range(max(1, streams))]
         self._pipeline = Pipeline(lanes, self._submit, self._finish)
         self.tiles_per_call = 4 * batch * len(lanes)  # tiles per `infer` call: lanes fill once, then stay busy
 
+    def _lane(self, dtypes: dict, cuda_graph: bool) -> "_TrtLane":
+        cuda = CudaLane.create(self.batch, self.tile, self.device)
+        context = self.engine.create_execution_context()
+        context.set_tensor_address(INPUT_NAME, cuda.device_in.data_ptr())
+        outputs = []
+        for name in self.output_names:
+            dtype = torch_dtype(dtypes, self.engine.get_tensor_dtype(name), name)
+            out = torch.empty(tuple(self.engine.get_tensor_shape(name)), dtype=dtype, device=self.device)
+            context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
+        lane = _TrtLane(cuda, context, outputs)
+        if cuda_graph:
+            lane.graph = _capture(lane)
+        return lane
+
     @torch.inference_mode()
     def infer(self, tiles: np.ndarray) -> list[Detections]:
-        return [d for dets in self._pipeline.map(padded_batches(tiles, self.batch)) for d in dets]
+        with on_device(self.device):
+            return [d for dets in self._pipeline.map(padded_batches(tiles, self.batch)) for d in dets]
 
     def _submit(self, lane: _TrtLane, job: tuple[np.ndarray, int]) -> int:
         block, n = job

@@ -9,6 +9,7 @@ backend calls on the trunk's outputs.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from typing import Sequence
 
@@ -23,6 +24,18 @@ from .roi_pool import thread_roi_pooling
 from .streams import CudaLane, Pipeline, padded_batches
 
 INPUT_NAME = "tiles"
+
+
+@contextlib.contextmanager
+def strict_fp32():
+    """FP32 that is FP32: CUDA convolutions and matmuls use TF32 (10-bit mantissa) by default on
+    Ampere and later, so an "FP32 reference" would itself be reduced precision. Restores the flags after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 class Trunk(nn.Module):

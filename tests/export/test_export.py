@@ -12,7 +12,7 @@ import torch
 
 from mitotally.export.cli import main
 from mitotally.export.onnx_export import ONNX_FILE, export_trunk, onnx_bytes
-from mitotally.export.tensorrt_build import fp16_onnx
+from mitotally.export.fp16_onnx import fp16_onnx
 from mitotally.export.verify import compare_outputs, first_tiles, load_images, synthetic_images, verify_export
 from mitotally.runtime.backends.torch_backend import Trunk
 from mitotally.runtime.manifest import load_manifest, load_model
@@ -234,3 +234,16 @@ def test_verification_and_calibration_frames_are_what_the_runtime_segments():
     assert seen[0].array.shape[0] < big.shape[0] + 10 and seen[0].array.shape[1] == big.shape[1]
     assert seen[0].pixel_size_nm == pytest.approx(1.25)
     assert seen[1].pixel_size_nm == 1.25 and seen[1].array.shape == (600, 800)
+
+
+def test_export_imports_nothing_from_the_trainer():
+    """mito-export depends on the runtime only (matching lives in runtime/matching.py)."""
+    import ast
+
+    offenders = []
+    for path in (REPO / "export").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [("." * node.level) + (node.module or "")] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.name}: {n}" for n in names if "trainer" in n.lstrip(".").split(".")[:2]]
+    assert not offenders, offenders

@@ -26,7 +26,7 @@ from mitotally.runtime.backends.select import (  # noqa: E402
     make_backend,
     select_backend,
 )
-from mitotally.runtime.backends.tensorrt_backend import TrtEnvironment, stale_reasons  # noqa: E402
+from mitotally.runtime.backends.tensorrt_backend import TrtEnvironment, engine_file_name, stale_reasons  # noqa: E402
 from mitotally.runtime.backends.torch_backend import TorchBackend  # noqa: E402
 from mitotally.runtime.manifest import load_model  # noqa: E402
 
@@ -145,16 +145,152 @@ def test_export_files_never_leave_the_model_folder(tmp_path):
         export_file(tmp_path, "other.onnx")
 
 
+H100 = TrtEnvironment("10.9.0", "NVIDIA H100 80GB HBM3", "9.0")
+
+
+def _engine_entry(env: TrtEnvironment, weights: str = "w", batch: int = 8) -> dict:
+    return {"file": engine_file_name(env, 512, batch), "tensorrt_version": env.tensorrt_version, "gpu_name": env.gpu_name,
+            "compute_capability": env.compute_capability, "weights_sha256": weights, "tile": 512, "batch": batch}
+
+
 def test_stale_engine_reasons():
-    env = TrtEnvironment("10.9.0", "NVIDIA H100 80GB HBM3", "9.0")
-    entry = {"tensorrt_version": "10.9.0", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
-             "onnx_sha256": "abc", "tile": 512, "batch": 8}
-    assert stale_reasons(entry, env, "abc", 512, 8) == []
+    entry = _engine_entry(H100)
+    assert stale_reasons(entry, H100, "w") == [] and stale_reasons(entry, H100, "w", batch=8) == []
     other_gpu = TrtEnvironment("10.9.0", "NVIDIA A100-SXM4-40GB", "8.0")
-    reasons = stale_reasons(entry, other_gpu, "abc", 512, 8)
+    reasons = stale_reasons(entry, other_gpu, "w")
     assert len(reasons) == 2 and any("gpu_name" in r for r in reasons) and any("compute_capability" in r for r in reasons)
-    assert any("tensorrt_version" in r for r in stale_reasons(entry, TrtEnvironment("11.0.0", env.gpu_name, "9.0"), "abc", 512, 8))
-    assert any("onnx_sha256" in r for r in stale_reasons(entry, env, "new-export", 512, 8))
+    assert any("tensorrt_version" in r for r in stale_reasons(entry, TrtEnvironment("11.0.0", H100.gpu_name, "9.0"), "w"))
+    assert any("weights_sha256" in r for r in stale_reasons(entry, H100, "retrained"))
+    assert any("batch" in r for r in stale_reasons(entry, H100, "w", batch=4))
+
+
+def test_engine_files_are_named_by_gpu_capability_tensorrt_tile_and_batch():
+    name = engine_file_name(H100, 512, 8)
+    assert name == "trunk.fp16.nvidia-h100-80gb-hbm3.sm90.trt10.9.0.t512.b8.engine"
+    others = {engine_file_name(TrtEnvironment("10.9.0", "NVIDIA A100-SXM4-40GB", "8.0"), 512, 8),
+              engine_file_name(TrtEnvironment("11.0.0", H100.gpu_name, "9.0"), 512, 8), engine_file_name(H100, 512, 4),
+              engine_file_name(H100, 1024, 8)}
+    assert name not in others and len(others) == 4
+    assert all(Path(n).name == n for n in others | {name})  # plain file names, never a path
+
+
+def test_the_runtime_loads_the_engine_of_its_gpu_and_refuses_with_the_export_command(tmp_path):
+    """Several GPUs share a folder: each finds its own engine; a GPU without one is told how to build it."""
+    import hashlib
+
+    from mitotally.runtime.backends.select import usable_engine
+
+    a100 = TrtEnvironment("10.9.0", "NVIDIA A100-SXM4-40GB", "8.0")
+    engines = []
+    for env in (a100, H100):
+        entry = _engine_entry(env)
+        (tmp_path / entry["file"]).write_bytes(env.gpu_name.encode())
+        engines.append({**entry, "sha256": hashlib.sha256(env.gpu_name.encode()).hexdigest()})
+    assert usable_engine(tmp_path, engines, H100, "w", None)["gpu_name"] == H100.gpu_name
+    assert usable_engine(tmp_path, engines, a100, "w", 8)["gpu_name"] == a100.gpu_name
+    l40 = TrtEnvironment("10.9.0", "NVIDIA L40S", "8.9")
+    with pytest.raises(BackendUnavailable, match=r"no recorded TensorRT engine fits NVIDIA L40S.*mito-export .* --fp16"):
+        usable_engine(tmp_path, engines, l40, "w", None)
+    (tmp_path / engines[1]["file"]).write_bytes(b"corrupted")
+    with pytest.raises(BackendUnavailable, match="differs from the recorded sha256"):
+        usable_engine(tmp_path, engines, H100, "w", None)
+    with pytest.raises(BackendUnavailable, match="no TensorRT engine recorded"):
+        usable_engine(tmp_path, [], H100, "w", None)
+
+
+def test_tensorrt_must_be_built_for_the_cuda_major_of_torch():
+    from mitotally.runtime.backends.tensorrt_backend import cuda_major_mismatch
+
+    assert cuda_major_mismatch("13.0", 13) == "" and cuda_major_mismatch(None, 12) == "" and cuda_major_mismatch("13.0", None) == ""
+    why = cuda_major_mismatch("13.0", 12)
+    assert "CUDA 12" in why and "CUDA 13.0" in why and "tensorrt-cu13" in why
+
+
+def test_strict_fp32_turns_tf32_off_and_restores_it():
+    from mitotally.runtime.backends.torch_backend import strict_fp32
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with strict_fp32():
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+class RecordingDevice:
+    """Test double for `on_device`: records which device is current while TensorRT objects are created."""
+
+    def __init__(self):
+        self.current, self.entered = None, []
+
+    def __call__(self, device):
+        import contextlib
+
+        @contextlib.contextmanager
+        def bound():
+            before, self.current = self.current, torch.device(device)
+            self.entered.append(self.current)
+            try:
+                yield
+            finally:
+                self.current = before
+
+        return bound()
+
+
+def fake_tensorrt(device_log: RecordingDevice, created: list):
+    """A stand-in `tensorrt` module (TensorRT is not installed here) whose objects note the current device."""
+    from enum import Enum
+    from types import SimpleNamespace
+
+    DataType = Enum("DataType", "FLOAT HALF")
+
+    class Engine:
+        def __init__(self, shapes):
+            self.shapes = shapes
+
+        def get_tensor_shape(self, name):
+            return self.shapes[name]
+
+        def get_tensor_dtype(self, name):
+            return DataType.FLOAT
+
+        def create_execution_context(self):
+            created.append(("context", device_log.current))
+            return SimpleNamespace(set_tensor_address=lambda name, ptr: None)
+
+    class Runtime:
+        def __init__(self, logger):
+            created.append(("runtime", device_log.current))
+
+        def deserialize_cuda_engine(self, data):
+            created.append(("engine", device_log.current))
+            return Engine(json.loads(data))
+
+    Logger = type("Logger", (), {"WARNING": 0, "__init__": lambda self, level: None})
+    return SimpleNamespace(Runtime=Runtime, Logger=Logger, DataType=DataType)
+
+
+def test_tensorrt_backend_creates_engine_contexts_and_buffers_on_the_device_asked_for(model_dir, monkeypatch):
+    """Logic only, with test doubles for TensorRT and the CUDA lane (no GPU here): every TensorRT object is
+    created while the requested device is current."""
+    from types import SimpleNamespace
+
+    from mitotally.runtime.backends import tensorrt_backend as trt_backend
+
+    device_log, created = RecordingDevice(), []
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(device_log, created))
+    monkeypatch.setattr(trt_backend, "on_device", device_log)
+    monkeypatch.setattr(trt_backend.CudaLane, "create", staticmethod(
+        lambda batch, tile, device: created.append(("buffers", device_log.current)) or SimpleNamespace(device_in=torch.zeros(1))))
+    model, manifest = load_model(model_dir)
+    outputs = ["feat_0"]
+    shapes = {"tiles": [2, 1, manifest.tile, manifest.tile], "feat_0": [2, 4, 8, 8]}
+    trt_backend.TensorRTBackend(json.dumps(shapes).encode(), model, manifest.tile, 2, outputs, "cpu", streams=2)
+    assert [k for k, _ in created] == ["runtime", "engine", "buffers", "context", "buffers", "context"]
+    assert all(dev == torch.device("cpu") for _, dev in created)  # the device passed in, current for every creation
 
 
 def test_onnxruntime_providers():
@@ -205,17 +341,29 @@ def test_fp16_channels_last_trunk_is_close_to_fp32(model_dir, rng):
 
 @pytest.mark.gpu
 def test_tensorrt_engine_and_backend(model_dir, rng):
-    """Build, record, load: the FP16 engine's trunk is close to PyTorch; CUDA-graph replay gives the same detections."""
+    """Build, gate, record, load: the FP16 engine's trunk is close to PyTorch; CUDA-graph replay gives the same detections."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed")
-    from mitotally.export.tensorrt_build import build_and_record
+    from mitotally.export.tensorrt_build import build_verified_engine
     from mitotally.runtime.backends.tensorrt_backend import TensorRTBackend
+    from mitotally.runtime.backends.torch_backend import Trunk
+    from mitotally.export.onnx_export import onnx_bytes
+    from mitotally.runtime.manifest import weights_sha256
 
     model, manifest = load_model(model_dir)
-    onnx = export_trunk(model, model_dir, manifest.tile, batch=2)
-    record_export(model_dir, "onnx", onnx.to_dict())
-    entry = build_and_record(model_dir, model_dir / onnx.file, onnx.to_dict())
+    trunk = Trunk(model)
+    data = onnx_bytes(trunk, manifest.tile, 2)
+    images = [VerifyImage("a", render_em_like(ellipse_labels((256, 256), 8, rng, axes=(8, 20)), rng), None)]
+
+    def agreement(engine):
+        fp16 = TensorRTBackend(engine, load_model(model_dir)[0], manifest.tile, 2, trunk.output_names, "cuda", 0.05)
+        return backend_agreement(TorchBackend(load_model(model_dir)[0], manifest.tile, 2, "cuda", 0.05), fp16, manifest, images)
+
+    try:
+        entry = build_verified_engine(model_dir, data, manifest.tile, 2, trunk.output_names, weights_sha256(model_dir), agreement)
+    except Exception as e:  # the gate itself is under test: a random tiny model may fail it, say by how much
+        pytest.fail(f"engine not recorded: {e}")
     engine = (model_dir / entry["file"]).read_bytes()
-    backends = [TensorRTBackend(engine, load_model(model_dir)[0], onnx.tile, onnx.batch, onnx.outputs, "cuda", 0.05, streams=2, cuda_graph=g)
+    backends = [TensorRTBackend(engine, load_model(model_dir)[0], manifest.tile, 2, trunk.output_names, "cuda", 0.05, streams=2, cuda_graph=g)
                 for g in (False, True)]
     tiles = _tiles(rng, 2)
     lane = backends[0]._pipeline.lanes[0]
@@ -231,8 +379,10 @@ def test_tensorrt_engine_and_backend(model_dir, rng):
     for a, b in zip(plain, graphed):
         assert len(a) == len(b)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    onnx = export_trunk(model, model_dir, manifest.tile, batch=1)
+    record_export(model_dir, "onnx", onnx.to_dict())
     sel = select_backend(model_dir, "auto", BackendOptions(device="cuda"))
-    assert sel.backend.name == "tensorrt"  # the recorded engine is current: loaded, not rebuilt
+    assert sel.backend.name == "tensorrt" and sel.backend.batch == 2  # its own batch, not the CPU trunk's
 
 
 def test_auto_falls_back_when_a_backend_fails_to_start_in_any_way(model_dir, monkeypatch):

@@ -46,3 +46,52 @@ def test_adapt_state_dict_reinitialises_class_heads_and_sums_rgb_stem():
     assert torch.equal(kept["backbone.body.conv1.weight"], torch.full((64, 1, 7, 7), 3.0))
     assert "roi_heads.box_predictor.cls_score.weight" not in kept
     assert any("class-specific" in s for s in skipped)
+
+
+def _record_many(model_dir: str, worker: int, n: int) -> None:
+    from mitotally.runtime.manifest import record_engine
+
+    for i in range(n):
+        record_engine(model_dir, {"file": f"w{worker}-{i}.engine"})
+
+
+def test_engine_records_from_concurrent_exports_are_all_kept(tmp_path):
+    """Two processes (two GPUs exporting into one shared folder) record engines at once: none is lost."""
+    import multiprocessing
+
+    from mitotally.runtime.manifest import recorded_engines
+
+    save_model(tmp_path, Manifest(model=ModelConfig(fpn_channels=32)), build_model(ModelConfig(fpn_channels=32), 512).state_dict())
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_record_many, args=(str(tmp_path), w, 15)) for w in range(2)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+        assert p.exitcode == 0
+    files = {e["file"] for e in recorded_engines(load_manifest(tmp_path))}
+    assert files == {f"w{w}-{i}.engine" for w in range(2) for i in range(15)}
+
+
+def test_a_single_engine_recorded_by_an_older_export_is_still_found():
+    from mitotally.runtime.manifest import recorded_engines
+
+    old = Manifest(exports={"tensorrt": {"file": "trunk.fp16.engine", "gpu_name": "NVIDIA H100"}})
+    assert [e["file"] for e in recorded_engines(old)] == ["trunk.fp16.engine"]
+    assert recorded_engines(Manifest()) == []
+
+
+def test_the_gpu_extra_matches_torchs_cuda_and_installs_one_onnxruntime():
+    """`pip install .[gpu]` must not add onnxruntime-gpu beside onnxruntime (both own the module), and its
+    TensorRT wheels must be built for the CUDA major of the pinned torch."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    gpu = project["optional-dependencies"]["gpu"]
+    assert not any(d.startswith("onnxruntime") for d in gpu)
+    majors = {int(m.group(1)) for d in gpu if (m := re.match(r"tensorrt-cu(\d+)", d))}
+    assert len(majors) == 1 and len(gpu) == 1
+    if torch.version.cuda:  # the pinned torch wheel installed here
+        assert majors == {int(torch.version.cuda.split(".")[0])}
