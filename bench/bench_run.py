@@ -56,6 +56,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="as mito-run; auto checks the frames' 5 nm calibration once per run (default: auto)")
     p.add_argument("--from-images", type=Path, help="make frames from the images in this folder (resized to 4864x3704)")
     p.add_argument("--work", type=Path, help="scratch folder (default: a temporary folder, deleted afterwards)")
+    p.add_argument("--profile", action="store_true",
+                   help="also split `infer` into trunk, RPN decode, RoIAlign, box and mask heads (bench/profile_heads.py)")
     return p
 
 
@@ -153,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         warm = np.full((1, seg.backend.tile, seg.backend.tile), 0.5, np.float32)
         seg.backend.infer(np.repeat(warm, seg.backend.batch, axis=0))  # cudnn autotune, lazy init: not timed
         load_s = time.perf_counter() - t0
+        clock = None
+        if args.profile:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from profile_heads import instrument
+
+            clock = instrument(seg.backend)
         items = discover_inputs([frames_dir])
         summary = run(items, seg, out, RunConfig(model_dir=model_dir, device=args.device, backend=args.backend,
                                                  precision=args.precision, batch=args.batch, threads=args.threads,
@@ -176,6 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {stage} | {v:.2f} | {v / max(n, 1):.3f} | {v / busy:.1%} |" if busy else f"| {stage} | 0 | 0 | - |")
     around = busy - summary.timings.get("infer", 0.0)
     print(f"| **around inference** (all but infer) | {around:.2f} | {around / max(n, 1):.3f} | **{around / busy:.1%}** |" if busy else "")
+    if clock is not None:
+        infer = summary.timings.get("infer", 0.0)
+        print("\n| inside infer | s / frame | share of the frame's stage total |")
+        print("|---|---:|---:|")
+        for stage, v in clock.table(infer):
+            print(f"| {stage} | {v / max(n, 1):.3f} | {v / busy:.1%} |")
+        rois = {k: v for k, v in clock.rois.items()}
+        if rois:
+            print("\nRoIs pooled per frame: " + ", ".join(f"{k} {v / max(n, 1):.0f}" for k, v in rois.items()))
     print(f"\n**{n / summary.wall_s:.3f} frames/s** ({summary.wall_s / max(n, 1):.2f} s per frame, wall clock; " + ("read overlaps in threads, measure + write do not: --no-overlap)" if args.no_overlap else "read, and measure + write, overlap the model in threads)"))
     return 0 if not failed else 1
 
