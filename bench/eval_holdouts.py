@@ -7,6 +7,10 @@ The test blocks chose nothing (no checkpoint, no threshold; see models/em-mito-r
 
     python bench/eval_holdouts.py --model models/em-mito-r18 -o eval.json
     python bench/eval_holdouts.py --model runs/r3 --only lucchi --score-threshold 0.5
+    python bench/eval_holdouts.py --model runs/r3 --split val --tile 1024   # decide a setting on validation blocks
+
+`--split val` evaluates the validation blocks instead (Lucchi train_121..140, CDeep3M sbem_050..054): the
+place to choose a setting (tile size, proposals), which the test blocks then report.
 """
 from __future__ import annotations
 
@@ -20,17 +24,21 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HOLDOUTS = {  # name: (dataset folder, image folder, last N images by name, pixel size nm)
-    "lucchi": ("lucchi/train", "images", 25, 5.0),
-    "cdeep3m": ("cdeep3m-sbem/val", "images", 5, 5.9),
-    "cardiac": ("seed-cardiac", "Images", 1, 5.0),
+HOLDOUTS = {  # name: (dataset folder, image folder, slice of the images sorted by name, pixel size nm)
+    "lucchi": ("lucchi/train", "images", slice(-25, None), 5.0),
+    "cdeep3m": ("cdeep3m-sbem/val", "images", slice(-5, None), 5.9),
+    "cardiac": ("seed-cardiac", "Images", slice(-1, None), 5.0),
+}
+VALIDATION = {  # the blocks that chose the checkpoint and thresholds (recipe.toml): for choosing, never for reporting
+    "lucchi": ("lucchi/train", "images", slice(-45, -25), 5.0),
+    "cdeep3m": ("cdeep3m-sbem/val", "images", slice(-10, -5), 5.9),
 }
 KEYS = ("mask_AP50", "mask_AP", "f1@0.5", "precision@0.5", "recall@0.5", "median_area_error", "foreground_iou")
 
 
-def subset(dataset: Path, image_dir: str, last: int, dest: Path) -> list[str]:
-    """Copies the last `last` images by name and, from every sibling folder, the GT entries of the same stem."""
-    images = sorted(p for p in (dataset / image_dir).iterdir() if p.is_file())[-last:]
+def subset(dataset: Path, image_dir: str, part: slice, dest: Path) -> list[str]:
+    """Copies the images `part` of the sorted names and, from every sibling folder, the GT entries of the same stem."""
+    images = sorted(p for p in (dataset / image_dir).iterdir() if p.is_file())[part]
     stems = {p.stem for p in images}
     for folder in (p for p in dataset.iterdir() if p.is_dir()):
         for entry in folder.iterdir():
@@ -41,8 +49,8 @@ def subset(dataset: Path, image_dir: str, last: int, dest: Path) -> list[str]:
     return sorted(stems)
 
 
-def evaluate_holdout(model: str, name: str, data: Path, extra: list[str]) -> dict:
-    folder, image_dir, last, px = HOLDOUTS[name]
+def evaluate_holdout(model: str, name: str, data: Path, extra: list[str], blocks: dict = HOLDOUTS) -> dict:
+    folder, image_dir, last, px = blocks[name]
     with tempfile.TemporaryDirectory() as tmp:
         gt = Path(tmp) / "gt"
         stems = subset(data / folder, image_dir, last, gt)
@@ -65,18 +73,20 @@ def main() -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--only", action="append", choices=sorted(HOLDOUTS), help="evaluate only these hold-outs (repeatable)")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="test blocks (default) or validation blocks")
     p.add_argument("-o", "--out", help="write every hold-out's metrics to this JSON file")
     args, extra = p.parse_known_args()  # anything else goes to mito-run (e.g. --score-threshold 0.5, --backend onnxruntime)
     results = {}
-    for name in args.only or list(HOLDOUTS):
-        r = results[name] = evaluate_holdout(args.model, name, args.data, extra)
+    blocks = VALIDATION if args.split == "val" else HOLDOUTS
+    for name in [n for n in (args.only or list(blocks)) if n in blocks]:
+        r = results[name] = evaluate_holdout(args.model, name, args.data, extra, blocks)
         m = r["metrics"]
         print(f"{name:8s} ({len(r['images'])} images, {m['gt_instances']} GT): " + " ".join(f"{k} {m[k]:.3f}" for k in KEYS))
         sizes = " ".join(f"{b} {_r(c)} (n={c['gt']})" for b, c in m["recall_by_size_px"].items())
         print(f"         recall by size: {sizes}; border {_r(m['recall_border'])} (n={m['recall_border']['gt']}), "
               f"interior {_r(m['recall_interior'])}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"model": args.model, "mito_run_args": extra, "holdouts": results}, indent=2))
+        Path(args.out).write_text(json.dumps({"model": args.model, "split": args.split, "mito_run_args": extra, "holdouts": results}, indent=2))
     return 0
 
 
