@@ -4,9 +4,9 @@ Only this module knows the order. Per input file (`process_file`):
 segment every plane (`Segmenter`), paint the instances into a label image
 (`instances.paint_instances`, the rule every output follows: the higher score
 wins, one connected piece per object, ids in reading order), measure
-the label image (`measure`), and write `labels/<key>.tif`,
-`rois/<key>.zip`, `overlays/<key>.png` and finally `records/<key>.json`,
-each atomically. `run` does that for many inputs with decoding read ahead in
+the label image (`measure`), and write `labels/<name>.tif`,
+`rois/<name>.zip`, `overlays/<name>.png` and finally `records/<key>.json`,
+each atomically (`<name>`: the key's stem, unique in the output folder; see `names`). `run` does that for many inputs with decoding read ahead in
 worker threads and measuring + writing of one input overlapped with the
 model on the next, skips inputs whose record says they are done, and rebuilds
 the tables and `run.json` at the end (also when interrupted).
@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ import numpy as np
 from .image_io import ImageData, ImageReadError
 from .instances import Instances, paint_instances
 from .measure import measure_instances, summarize_image
+from .names import OutputNames, stem_name
 from .reader import Decoded, InputItem, decode, read_ahead
 from .results import FAILED, OK, ImageResult, failed
 from .segmenter import Segmentation, Segmenter
@@ -59,16 +60,16 @@ class RunConfig:
     read_ahead: int = 2  # inputs decoded ahead of inference (memory: this many decoded images)
     read_workers: int = 2  # decoding threads
     threads: int | None = None  # torch CPU threads (None: torch's default)
-    overlays: bool = True  # write overlays/<key>.png
+    overlays: bool = True  # write overlays/<name>.png
     scale_estimate: str = "auto"  # auto | always | off: see scale_probe.SCALE_ESTIMATE_MODES
     skip_data_bars: bool = True  # segment and measure only the specimen, not a flat data bar along an edge
     overlap_writes: bool = True  # measure + write an input on a worker thread while the model runs on the next
 
 
-def output_paths(key: str, n_planes: int = 1) -> dict[str, list[str]]:
-    """Where the outputs of input `key` go, relative to the output folder."""
-    overlays = [f"overlays/{key}.png"] if n_planes <= 1 else [f"overlays/{key}.z{i + 1:04d}.png" for i in range(n_planes)]
-    return {"labels": [f"labels/{key}.tif"], "rois": [f"rois/{key}.zip"], "overlays": overlays, "record": [f"records/{key}.json"]}
+def output_paths(name: str, key: str, n_planes: int = 1) -> dict[str, list[str]]:
+    """Where the outputs of input `key`, named `name`, go, relative to the output folder."""
+    overlays = [f"overlays/{name}.png"] if n_planes <= 1 else [f"overlays/{name}.z{i + 1:04d}.png" for i in range(n_planes)]
+    return {"labels": [f"labels/{name}.tif"], "rois": [f"rois/{name}.zip"], "overlays": overlays, "record": [f"records/{key}.json"]}
 
 
 def _clean(value):
@@ -142,7 +143,7 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
     anns = annotations(visible.offsets, visible.masks, ids, scores, shape)
     result.annotations += [{**a, "plane": plane} for a in anns]
     if config.overlays:
-        name = output_paths(decoded.item.key, decoded.n_planes)["overlays"][index]
+        name = output_paths(decoded.item.name, decoded.item.key, decoded.n_planes)["overlays"][index]
         atomic_write_bytes(out_dir / name, render_overlay(image.array, labels))
         result.outputs.append(name)
     result.warnings += seg.warnings(px, source)
@@ -164,9 +165,9 @@ def _source_info(path: Path, extra: dict | None) -> dict:
     return {**info, **(extra or {})}
 
 
-def _remove_outputs(out_dir: Path, key: str, n_planes: int) -> None:
+def _remove_outputs(out_dir: Path, name: str, n_planes: int) -> None:
     """Best effort: a failed input must not leave outputs from this or an earlier attempt behind."""
-    names = [n for k, v in output_paths(key, n_planes).items() if k != "record" for n in v]
+    names = [n for k, v in output_paths(name, "", n_planes).items() if k != "record" for n in v]
     for name in names:
         try:
             (out_dir / name).unlink(missing_ok=True)
@@ -198,16 +199,16 @@ class _Job:
 def _failure(job: _Job, exc: Exception, planes_done: int) -> ImageResult:
     """The failed result for an exception while processing `job` (one bad input must not stop a run)."""
     key, path, out_dir = job.decoded.item.key, str(job.decoded.item.path), job.out_dir
-    info, totals = job.result.source, job.timer.totals
+    info, totals, name = job.result.source, job.timer.totals, job.decoded.item.name
     if isinstance(exc, ImageReadError):
         where = f"plane {planes_done + 1}: " if job.decoded.n_planes > 1 else ""
-        return failed(key, path, f"{where}{exc}", totals, info)
+        return failed(key, path, f"{where}{exc}", totals, info, name)
     if isinstance(exc, OSError):
-        return failed(key, path, f"cannot write outputs: {exc.strerror or exc}: {exc.filename or out_dir}", totals, info)
+        return failed(key, path, f"cannot write outputs: {exc.strerror or exc}: {exc.filename or out_dir}", totals, info, name)
     if isinstance(exc, MemoryError):
-        return failed(key, path, "not enough memory to process this image", totals, info)
+        return failed(key, path, "not enough memory to process this image", totals, info, name)
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return failed(key, path, f"cannot process: {type(exc).__name__}: {text}", totals, info)
+    return failed(key, path, f"cannot process: {type(exc).__name__}: {text}", totals, info, name)
 
 
 def _start(decoded: Decoded, segmenter: Segmenter, out_dir: Path, config: RunConfig, source: dict | None = None) -> _Job:
@@ -216,9 +217,9 @@ def _start(decoded: Decoded, segmenter: Segmenter, out_dir: Path, config: RunCon
     timer = _Timer()
     timer.add("read", decoded.read_s)
     info = _source_info(path, source)
-    job = _Job(decoded, Path(out_dir), config, timer, ImageResult(key, str(path), source=info))
+    job = _Job(decoded, Path(out_dir), config, timer, ImageResult(key, str(path), source=info, name=decoded.item.name))
     if decoded.error is not None:
-        job.done = _finish(job.out_dir, failed(key, str(path), decoded.error, timer.totals, info), decoded)
+        job.done = _finish(job.out_dir, failed(key, str(path), decoded.error, timer.totals, info, decoded.item.name), decoded)
     elif decoded.n_planes == 1:
         try:
             image, _ = next(iter(decoded.planes()))
@@ -255,7 +256,7 @@ def _complete(job: _Job, segmenter: Segmenter | None = None) -> ImageResult:
                 planes.append(_measure_plane(decoded, index, _segment_plane(image, segmenter, config, timer), config,
                                              out_dir, timer, result))
         t0 = time.perf_counter()
-        names = output_paths(key, decoded.n_planes)
+        names = output_paths(decoded.item.name, key, decoded.n_planes)
         max_id = max((len(p.instances) for p in planes), default=0)
         pixel_size = result.image_rows[0]["pixel_size_nm"]
         write_labels(out_dir / names["labels"][0], (p.label_image() for p in planes),
@@ -281,7 +282,7 @@ def process_decoded(decoded: Decoded, segmenter: Segmenter, out_dir: Path, confi
 def _finish(out_dir: Path, result: ImageResult, decoded: Decoded) -> ImageResult:
     decoded.close()
     if not result.ok:
-        _remove_outputs(out_dir, result.key, max(decoded.n_planes, 1))
+        _remove_outputs(out_dir, result.name, max(decoded.n_planes, 1))
     try:
         write_record(out_dir, result)
     except OSError as exc:  # the output folder went away or filled up: report, keep going
@@ -292,19 +293,21 @@ def _finish(out_dir: Path, result: ImageResult, decoded: Decoded) -> ImageResult
 
 
 def process_file(path: Path, segmenter: Segmenter, out_dir: Path, key: str, config: RunConfig | None = None,
-                 source: dict | None = None) -> ImageResult:
-    """Read, segment, measure and write one input file under `out_dir`, named by `key` (see `reader`).
+                 source: dict | None = None, name: str = "") -> ImageResult:
+    """Read, segment, measure and write one input file under `out_dir`: record by `key` (see `reader`),
+    outputs by `name` (default: the key's stem; `run` and the watcher make it unique, see `names`).
 
     Never raises for a bad input: the result (and `records/<key>.json`) says failed and why.
     `source` adds caller keys (e.g. the watcher's sha256) to the record's `source`.
     """
-    return process_decoded(decode(InputItem(Path(path), key)), segmenter, out_dir, config or RunConfig(), source)
+    return process_decoded(decode(InputItem(Path(path), key, name)), segmenter, out_dir, config or RunConfig(), source)
 
 
-def write_failure(out_dir: Path, key: str, path: Path, error: str, source: dict | None = None) -> ImageResult:
+def write_failure(out_dir: Path, key: str, path: Path, error: str, source: dict | None = None, name: str = "") -> ImageResult:
     """Record an input as failed without reading it (e.g. it changed while being processed)."""
-    result = failed(key, str(path), error, source=_source_info(Path(path), source))
-    _remove_outputs(Path(out_dir), key, 1)
+    name = name or stem_name(key)
+    result = failed(key, str(path), error, source=_source_info(Path(path), source), name=name)
+    _remove_outputs(Path(out_dir), name, 1)
     write_record(out_dir, result)
     return result
 
@@ -334,8 +337,13 @@ class RunSummary:
 
 def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config: RunConfig,
         on_result: Callable[[ImageResult], None] | None = None) -> RunSummary:
-    """Process `items` in order (finished ones skipped unless `overwrite`), then rebuild the tables."""
+    """Process `items` in order (finished ones skipped unless `overwrite`), then rebuild the tables.
+
+    Output names are handed out here, against the names the records in `out_dir` already hold.
+    """
     out_dir = Path(out_dir)
+    names = OutputNames.of_folder(out_dir).assign(item.key for item in items)
+    items = [replace(item, name=names[item.key]) for item in items]
     t0 = time.perf_counter()
     totals = dict.fromkeys(STAGES, 0.0)
     results: list[ImageResult] = []

@@ -6,7 +6,8 @@ Two jobs, both before the model sees a pixel:
   (`sub/frame 01.tif`). The root is the deepest folder holding every INPUT (a
   folder INPUT counts as itself, a file INPUT as its parent folder), so keys
   are unique for unique files and are valid names on the filesystem they came
-  from. The key names every output of the file (`labels/<key>.tif`, ...).
+  from. The key is the `image` column and names the file's record; its outputs
+  are named by the key's stem (`labels/sub/frame 01.tif`, see `names`).
 - `read_ahead`: decode the next files while the current one is segmented,
   in input order, with at most `depth` files decoded and waiting, whatever
   the folder size. A stack's first plane is decoded ahead; its other planes
@@ -23,12 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .image_io import IMAGE_SUFFIXES, ImageData, ImageReadError, ImageSource
+from .names import stem_name
 
 
 @dataclass(frozen=True)
 class InputItem:
     path: Path  # as found (absolute, symlinks not resolved)
-    key: str  # POSIX path relative to the input root; names every output of this file
+    key: str  # POSIX path relative to the input root: the `image` column and the record's name
+    name: str = ""  # names labels/<name>.tif ...; "" = the key's stem (`run` and the watcher hand out unique ones)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", stem_name(self.key))
 
 
 class InputError(Exception):

@@ -15,7 +15,7 @@ OK, FAILED = "ok", "failed"
 
 @dataclass
 class ImageResult:
-    key: str  # input path relative to the input root; the `image` column and the name of every output
+    key: str  # input path relative to the input root: the `image` column and the record's name
     path: str  # the input file as given (absolute)
     status: str = OK  # "ok" or "failed"
     error: str = ""  # one line when failed
@@ -27,7 +27,11 @@ class ImageResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     warnings: list[str] = field(default_factory=list)
     source: dict = field(default_factory=dict)  # the input as processed: size, mtime_ns (+ caller's extra keys, e.g. sha256)
+    name: str = ""  # names labels/<name>.tif ... (see `names`); "" = the key, as records before names had it
     skipped: bool = False  # True when a finished record was reused instead of recomputed (not saved)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.key
 
     @property
     def ok(self) -> bool:
@@ -55,7 +59,8 @@ class ImageResult:
         return cls(**d)
 
 
-def failed(key: str, path: str, error: str, timings: dict[str, float] | None = None, source: dict | None = None) -> ImageResult:
-    """A failed input: one images.csv row with status and error, nothing else."""
+def failed(key: str, path: str, error: str, timings: dict[str, float] | None = None, source: dict | None = None,
+           name: str = "") -> ImageResult:
+    """A failed input: one images.csv row with status and error, nothing else (its name stays held)."""
     row = {"image": key, "plane": "", "status": FAILED, "error": error, "path": path}
-    return ImageResult(key, path, FAILED, error, 0, [row], timings=dict(timings or {}), source=dict(source or {}))
+    return ImageResult(key, path, FAILED, error, 0, [row], timings=dict(timings or {}), source=dict(source or {}), name=name)

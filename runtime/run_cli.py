@@ -23,9 +23,11 @@ examples:
   mito-run frames/ -o results/ --model runs/lucchi/model --device cuda
 
 outputs (in OUT): objects.csv (one row per mitochondrion), images.csv (one row
-per image, failed ones too), labels/<key>.tif, rois/<key>.zip (Fiji ROI
-Manager), overlays/<key>.png, predictions.json (COCO), run.json, records/.
-<key> is the input's path relative to the input folder, e.g. sub/frame 01.tif.
+per image, failed ones too), labels/<name>.tif, rois/<name>.zip (Fiji ROI
+Manager), overlays/<name>.png, predictions.json (COCO), run.json, records/.
+<name> is the input's path relative to the input folder without its extension,
+e.g. sub/frame 01 for sub/frame 01.tif (the extension stays where two inputs
+would share a name, e.g. a.tif and a.png).
 Rerunning into the same OUT skips finished images (use --overwrite to redo).
 exit status: 0 all inputs succeeded, 1 some failed, 2 could not start.
 """

@@ -81,7 +81,7 @@ def watch_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=3, metavar="N", help="retries of a failing file, with back-off, before it is recorded failed (default 3)")
     p.add_argument("--backoff", type=_seconds, default=10.0, metavar="SECONDS", help="first retry delay, doubled each time (default 10)")
     p.add_argument("--batch", type=int, default=None, help="tiles per inference call (default: the backend's)")
-    p.add_argument("--no-overlays", action="store_true", help="do not write overlays/<key>.png")
+    p.add_argument("--no-overlays", action="store_true", help="do not write overlays/<name>.png")
     p.add_argument("--scale-estimate", choices=("auto", "always", "off"), default="auto",
                    help="as mito-run: auto scales images without a pixel size by an estimate and only checks "
                         "calibrated ones; always also rescales those for the model; off assumes the default")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..names import OutputNames
 from ..pipeline import RunConfig, process_decoded, rebuild_tables, write_failure
 from ..reader import Decoded, InputItem, decode
 from ..segmenter import Segmenter
@@ -65,7 +66,7 @@ class Processor(Protocol):
     def close(self) -> None: ...
 
 
-def _prepare(path: Path, key: str) -> tuple[Decoded | None, str | None]:
+def _prepare(path: Path, key: str, name: str) -> tuple[Decoded | None, str | None]:
     """Completeness check + decode: (decoded, None) or (None, why it is not a usable image yet)."""
     try:
         check_complete(path)
@@ -73,7 +74,7 @@ def _prepare(path: Path, key: str) -> tuple[Decoded | None, str | None]:
         return None, str(exc)
     except OSError as exc:
         return None, f"cannot read file: {exc.strerror or exc}"
-    decoded = decode(InputItem(Path(path), key))
+    decoded = decode(InputItem(Path(path), key, name))
     if decoded.error is not None:
         decoded.close()
         return None, decoded.error
@@ -102,13 +103,14 @@ class PipelineProcessor:
         self._timings: dict[str, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mito-watch-read")
         self._ahead: tuple[str, str, Future] | None = None
+        self._names = OutputNames.of_folder(self.out_dir)  # a record's name is kept; a new file gets a free one
 
     def key(self, rel: str) -> str:
         return rel  # `reader`'s rule: the POSIX path relative to the input root, here IN_DIR
 
     def prefetch(self, path: Path, key: str) -> None:
         self._drop_ahead()
-        self._ahead = (str(path), key, self._pool.submit(_prepare, Path(path), key))
+        self._ahead = (str(path), key, self._pool.submit(_prepare, Path(path), key, self._name(key)))
 
     def _drop_ahead(self) -> None:
         if self._ahead is not None:
@@ -122,7 +124,11 @@ class PipelineProcessor:
             future, self._ahead = self._ahead[2], None
             return future.result()
         self._drop_ahead()
-        return _prepare(Path(path), key)
+        return _prepare(Path(path), key, self._name(key))
+
+    def _name(self, key: str) -> str:
+        """Output name of `key`: the stem unless another file of this folder holds it (see `names`)."""
+        return self._names.assign([key])[key]
 
     def close(self) -> None:
         self._drop_ahead()
@@ -157,7 +163,7 @@ class PipelineProcessor:
         return (DONE, "") if rec.ok else (FAILED, rec.error)
 
     def record_failure(self, path: Path, key: str, sha256: str, error: str) -> None:
-        write_failure(self.out_dir, key, Path(path), error, source={"sha256": sha256})
+        write_failure(self.out_dir, key, Path(path), error, source={"sha256": sha256}, name=self._name(key))
 
     def rebuild(self) -> None:
         rebuild_tables(self.out_dir)

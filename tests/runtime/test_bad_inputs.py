@@ -238,7 +238,7 @@ def test_huge_20000x20000_image_is_tiled_with_bounded_memory(tiny_model_dir, tmp
     with open(tmp_path / "out/images.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert row["status"] == "ok" and row["width"] == row["height"] == "20000" and row["count"] == "0"
-    with tifffile.TiffFile(tmp_path / "out/labels/huge.tif.tif") as tif:
+    with tifffile.TiffFile(tmp_path / "out/labels/huge.tif") as tif:
         assert tif.series[0].shape == (20000, 20000)
     assert peak_gb < 3.0, f"peak memory {peak_gb:.1f} GB"  # input 0.4 + labels 0.8 + torch/model; float32 copy alone: 1.6
 
@@ -251,7 +251,7 @@ def test_disk_full_fails_that_image_and_goes_on(model_dir, tmp_path, monkeypatch
     real = pipeline.write_labels
 
     def full_disk(path, *a, **k):
-        if Path(path).name == "1.tif.tif":
+        if Path(path).name == "1.tif":
             raise OSError(28, "No space left on device", str(path))
         return real(path, *a, **k)
 
@@ -259,8 +259,8 @@ def test_disk_full_fails_that_image_and_goes_on(model_dir, tmp_path, monkeypatch
     out = tmp_path / "out"
     summary = run(discover_inputs([paths[0].parent]), Segmenter(model_dir, backend="torch", device="cpu"), out, RunConfig())
     assert [r.status for r in summary.results] == ["ok", "failed", "ok"]
-    assert summary.results[1].error == f"cannot write outputs: No space left on device: {out / 'labels' / '1.tif.tif'}"
-    assert not (out / "overlays" / "1.tif.png").exists()  # nothing half-done is left behind
+    assert summary.results[1].error == f"cannot write outputs: No space left on device: {out / 'labels' / '1.tif'}"
+    assert not (out / "overlays" / "1.png").exists()  # nothing half-done is left behind
 
 
 def test_tables_unwritable_is_reported_not_a_crash(model_dir, tmp_path, monkeypatch, capsys):

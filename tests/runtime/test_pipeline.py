@@ -141,12 +141,14 @@ def test_full_run_outputs_read_back(finished_run, segmenter):
                for i, w in ((1, 110), (4, 100)))
     coco = COCO(str(out / "predictions.json"))
     coco_images = {(i["file_name"], i["plane"]): i["id"] for i in coco.dataset["images"]}
-    for key, shape, planes in [("a.tif", (150, 190), 1), ("stack.tif", (90, 110), 3), ("sub dir/b.png", (120, 100), 1)]:
-        with tifffile.TiffFile(out / "labels" / f"{key}.tif") as tif:
+    assert [r.name for r in summary.results] == ["a", "stack", "sub dir/b"]  # outputs by stem: labels/a.tif, not a.tif.tif
+    for key, name, shape, planes in [("a.tif", "a", (150, 190), 1), ("stack.tif", "stack", (90, 110), 3),
+                                     ("sub dir/b.png", "sub dir/b", (120, 100), 1)]:
+        with tifffile.TiffFile(out / "labels" / f"{name}.tif") as tif:
             labels = tif.asarray().reshape(planes, *shape)
             assert tif.pages[0].dtype == np.uint16
             assert ("unit" in tif.imagej_metadata) == (key == "a.tif")  # pixel size only where known
-        rois = roiread(out / "rois" / f"{key}.zip") if planes * shape[0] else []
+        rois = roiread(out / "rois" / f"{name}.zip") if planes * shape[0] else []
         rois = rois if isinstance(rois, list) else [rois]
         for p in range(planes):
             rows = [r for r in objects if r["image"] == key and r["plane"] == str(p + 1)]
@@ -161,7 +163,7 @@ def test_full_run_outputs_read_back(finished_run, segmenter):
             assert sorted(a["label"] for a in anns) == ids
             for a in anns:
                 assert np.array_equal(coco.annToMask(a).astype(bool), labels[p] == a["label"]) and 0 < a["score"] <= 1
-        overlays = [out / "overlays" / f"{key}.png"] if planes == 1 else [out / "overlays" / f"{key}.z{i:04d}.png" for i in (1, 2, 3)]
+        overlays = [out / "overlays" / f"{name}.png"] if planes == 1 else [out / "overlays" / f"{name}.z{i:04d}.png" for i in (1, 2, 3)]
         for o in overlays:
             assert Image.open(o).size == (shape[1], shape[0])
     info = json.loads((out / "run.json").read_text())
@@ -183,18 +185,43 @@ def test_rerun_skips_finished_and_overwrite_redoes(finished_run, segmenter):
     assert not redo.results[0].skipped and record.stat().st_mtime_ns > before
 
 
+def test_outputs_are_named_by_stem_unless_two_inputs_would_share_a_name(segmenter, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for name in ("frame_0.tif", "a.tif", "a.png", "sub/a.tif"):
+        path = inp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(em_frame((60, 70), len(name))).save(path)
+    summary = run(discover_inputs([inp], recursive=True), segmenter, out, RunConfig(overlays=True))
+    assert {r.key: r.name for r in summary.results} == {"a.png": "a.png", "a.tif": "a.tif", "frame_0.tif": "frame_0", "sub/a.tif": "sub/a"}
+    for name in ("frame_0", "a.tif", "a.png", "sub/a"):
+        assert (out / "labels" / f"{name}.tif").is_file() and (out / "rois" / f"{name}.zip").is_file()
+        assert (out / "overlays" / f"{name}.png").is_file()
+    assert not (out / "labels/a.tif").exists()  # a.tif and a.png keep their extension: no output shared
+    assert (out / "records/frame_0.tif.json").is_file()  # records stay by key: a rerun finds them whatever the names
+    # a later run into the same folder never takes a name another input's record holds, and a rerun keeps names
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    Image.fromarray(em_frame((60, 70), 3)).save(alone / "frame_0.png")
+    later = run(discover_inputs([alone]), segmenter, out, RunConfig())
+    assert later.results[0].name == "frame_0.png" and (out / "labels/frame_0.png.tif").is_file()
+    again = run(discover_inputs([inp], recursive=True), segmenter, out, RunConfig(overwrite=True))
+    assert [r.name for r in again.results] == [r.name for r in summary.results]
+    images = _csv(out / "images.csv")
+    assert sorted(r["image"] for r in images) == ["a.png", "a.tif", "frame_0.png", "frame_0.tif", "sub/a.tif"]
+
+
 def test_process_file_for_the_watcher(segmenter, tmp_path):
     good = tmp_path / "frame 1.png"
     Image.fromarray(em_frame((100, 120), 9)).save(good)
     result = process_file(good, segmenter, tmp_path / "out", "frame 1.png", source={"sha256": "abc"})
     assert result.ok and result.source["sha256"] == "abc" and result.source["size"] == good.stat().st_size
-    assert (tmp_path / "out/records/frame 1.png.json").is_file() and (tmp_path / "out/labels/frame 1.png.tif").is_file()
+    assert (tmp_path / "out/records/frame 1.png.json").is_file() and (tmp_path / "out/labels/frame 1.tif").is_file()  # outputs by stem
     bad = _touch(tmp_path / "bad.tif", b"II*\x00garbage")
     result = process_file(bad, segmenter, tmp_path / "out", "bad.tif")
     assert not result.ok and "TIFF" in result.error
     record = json.loads((tmp_path / "out/records/bad.tif.json").read_text())
     assert record["status"] == "failed" and record["error"] == result.error
-    assert not (tmp_path / "out/labels/bad.tif.tif").exists()
+    assert not (tmp_path / "out/labels/bad.tif").exists()
 
 
 @pytest.mark.slow
@@ -206,7 +233,7 @@ def test_full_frame_4864x3704(tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     summary = run(discover_inputs([tmp_path / "frame.tif"]), segmenter, out, RunConfig(pixel_size_nm=0.5))
     assert summary.results[0].ok, summary.results[0].error
-    labels = tifffile.imread(out / "labels/frame.tif.tif")
+    labels = tifffile.imread(out / "labels/frame.tif")
     assert labels.shape == (3704, 4864)
     assert len(_csv(out / "objects.csv")) == labels.max() == summary.n_objects
 
@@ -262,12 +289,12 @@ def test_overlapped_run_gives_what_one_input_at_a_time_gives(segmenter, tmp_path
     assert seen == keys and [r.key for r in summary.results] == keys  # reported in input order
     assert [r.status for r in summary.results] == ["ok"] * 4 + ["failed", "ok"]
     for item, result in zip(items, summary.results):  # the same as processing each input on its own
-        alone = process_file(item.path, segmenter, tmp_path / "alone", item.key)
+        alone = process_file(item.path, segmenter, tmp_path / "alone", item.key, name=result.name)
         assert (alone.status, alone.n_objects, alone.planes) == (result.status, result.n_objects, result.planes), item.key
         if result.ok:
-            label = "labels/{}.tif".format(item.key)
+            label = "labels/{}.tif".format(result.name)
             assert np.array_equal(tifffile.imread(tmp_path / "out" / label), tifffile.imread(tmp_path / "alone" / label))
-            rois = [[(r.name, r.coordinates().tolist()) for r in roiread(d / "rois" / f"{item.key}.zip")] for d in (tmp_path / "out", tmp_path / "alone")]
+            rois = [[(r.name, r.coordinates().tolist()) for r in roiread(d / "rois" / f"{result.name}.zip")] for d in (tmp_path / "out", tmp_path / "alone")]
             assert rois[0] == rois[1]  # (the zip's bytes differ: entries carry their write time)
     assert all(r.object_rows == a.object_rows for r, a in zip(summary.results, [process_file(i.path, segmenter, tmp_path / "again", i.key) for i in items]))
 
@@ -311,7 +338,7 @@ def test_a_failure_while_writing_is_that_inputs_failure_only(segmenter, tmp_path
     real = pipeline.write_rois
 
     def full_disk_on_1(path, rois):
-        if Path(path).name.startswith("1.tif"):
+        if Path(path).name == "1.zip":
             raise OSError(28, "No space left on device", str(path))
         return real(path, rois)
 
@@ -319,5 +346,5 @@ def test_a_failure_while_writing_is_that_inputs_failure_only(segmenter, tmp_path
     summary = run(discover_inputs([inp]), segmenter, tmp_path / "out", RunConfig())
     assert [r.status for r in summary.results] == ["ok", "failed", "ok"]
     assert summary.results[1].error.startswith("cannot write outputs: No space left on device")
-    assert not (tmp_path / "out/labels/1.tif.tif").exists()  # a failed input leaves no outputs behind
+    assert not (tmp_path / "out/labels/1.tif").exists()  # a failed input leaves no outputs behind
     assert json.loads((tmp_path / "out/records/1.tif.json").read_text())["status"] == "failed"

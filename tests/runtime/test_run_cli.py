@@ -98,7 +98,7 @@ def test_success_exit_0_quiet_is_silent(model_dir, tmp_path, capsys):
     assert [r["pixel_size_source"] for r in rows] == ["option", "option"]
     assert [r["scaling_source"] for r in rows] == ["option", "option"]
     assert [float(r["pixel_size_nm"]) for r in rows] == pytest.approx([4.2, 4.2])
-    assert tifffile.TiffFile(tmp_path / "out/labels/f0.tif.tif").imagej_metadata["unit"] == "um"
+    assert tifffile.TiffFile(tmp_path / "out/labels/f0.tif").imagej_metadata["unit"] == "um"
 
 
 def test_progress_summary_and_warning_once(model_dir, tmp_path, capsys):

@@ -107,10 +107,11 @@ def test_mito_run_output_folder_prefers_predictions_json(gt_dir, tmp_path):
 
 
 def test_mito_run_keys_with_extensions_subfolders_and_stack_planes(gt_dir, tmp_path):
-    # mito-run names outputs by the input's relative path, extension included: labels/<key>.tif
+    # mito-run names outputs by the input's stem (labels/a.tif for a.png), keeping the extension where two
+    # inputs share a stem, as folders from before names did (labels/sub/b.png.tif)
     out = tmp_path / "run_out"
     (out / "labels" / "sub").mkdir(parents=True)
-    tifffile.imwrite(out / "labels" / "a.png.tif", GT["a"].astype(np.uint16))
+    tifffile.imwrite(out / "labels" / "a.tif", GT["a"].astype(np.uint16))
     tifffile.imwrite(out / "labels" / "sub" / "b.png.tif", GT["b"].astype(np.uint16))
     r = run_eval(gt_dir, out)
     assert r["missing_predictions"] == ["c"] and r["metrics"]["tp@0.5"] == 3

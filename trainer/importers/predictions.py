@@ -6,9 +6,10 @@ Accepted `PRED` paths:
 - a COCO JSON: a dict with `images` (`file_name`) and `annotations` (`segmentation` RLE or polygons, `score`),
   or a bare results list (`image_id`, `segmentation`, `score`), whose ids are taken from the ground-truth COCO file.
 Predictions are matched to ground-truth images by file stem. `mito-run` names
-outputs by the input's relative path with its extension (`labels/sub/x.png.tif`,
-`file_name: "sub/x.png"`): sub-folders are searched and an inner image
-extension is dropped, so both match `x`. Of a TIFF stack, only plane 1 is
+label images by the input's stem (`labels/sub/x.tif` for `sub/x.png`), with the
+extension kept where two inputs share a stem (`labels/sub/x.png.tif`), and its
+COCO `file_name` is the input's path (`sub/x.png`): sub-folders are searched and
+an inner image extension is dropped, so all three match `x`. Of a TIFF stack, only plane 1 is
 scored (the ground truth is read from a file's first plane). Masks are decoded
 one image at a time, so a folder of full frames is never held at once.
 """
@@ -141,7 +142,7 @@ class CocoPredictions:
 
 
 def _stem(file_name: str) -> str:
-    """`sub/x.png` -> `x`; `x.png.tif` (mito-run's `labels/<key>.tif`) -> `x` too."""
+    """`sub/x.png` -> `x`; `x.png.tif` (mito-run's label image of `x.png` when `x.tif` is an input too) -> `x` too."""
     name = PurePosixPath(str(file_name).replace("\\", "/")).name
     for _ in range(2):
         suffix = PurePosixPath(name).suffix

@@ -70,7 +70,9 @@ def assert_journal_and_outputs_agree(in_dir: Path, out: Path, names: list[str]) 
         assert rows[name].state == DONE and rec["status"] == "ok", name
         assert rec["source"]["sha256"] == rows[name].sha256 == sha256(in_dir / name), name
         assert per_image[name] == len(rec["object_rows"]), name
-        assert (out / "labels" / f"{name}.tif").is_file() and (out / "rois" / f"{name}.zip").is_file()
+        assert rec["name"] == name.removesuffix(".tif"), name  # the name survives the kills: no second set of outputs
+        assert (out / "labels" / f"{rec['name']}.tif").is_file() and (out / "rois" / f"{rec['name']}.zip").is_file()
+    assert sorted(p.name for p in (out / "labels").iterdir()) == sorted(f"{n.removesuffix('.tif')}.tif" for n in names)
 
 
 def test_kill_9_three_times_during_a_burst_then_restart(tmp_path, watch_model_dir):

@@ -100,7 +100,8 @@ def test_slowly_written_files_each_give_exactly_one_result(tmp_path, tiny_model_
         assert rec["source"]["sha256"] == sha256(in_dir / name), f"{name}: processed from a partial read"
         assert per_image[name] == frames[name][1], name  # the objects of the complete image, not of a prefix
         assert rows[name].runs == 1 and rows[name].state == DONE, name
-        labels = tifffile.imread(out / "labels" / f"{name}.tif")
+        assert rec["name"] == name.removesuffix(".tif")  # outputs by stem: labels/f000.tif
+        labels = tifffile.imread(out / "labels" / f"{rec['name']}.tif")
         assert labels.shape == frames[name][0].shape and labels.max() == frames[name][1]
 
 
@@ -130,7 +131,7 @@ def test_backlog_once_corrupt_files_fail_with_cause_and_the_rest_goes_on(tmp_pat
         assert images[name]["status"] == "failed" and images[name]["error"] == rows[name].error
     for name in good:
         assert images[name]["status"] == "ok"
-        assert not (out / "labels" / "garbage.tif.tif").exists()
+        assert not (out / "labels" / "garbage.tif").exists()
     objects = read_csv(out / "objects.csv")
     assert {r["image"] for r in objects} <= set(good) and len(objects) == sum(len(record(out, n)["object_rows"]) for n in good)
     assert (out / "run.json").is_file() and (out / cli.LOG_NAME).read_text().count("FAILED") == 3
@@ -166,7 +167,7 @@ def test_replaced_file_is_reprocessed_and_old_results_replaced(tmp_path, tiny_mo
     assert (row.state, row.runs, row.sha256) == (DONE, 2, sha256(in_dir / "x.tif"))
     rec = record(out, "x.tif")
     assert rec["source"]["sha256"] == sha256(in_dir / "x.tif") and len(rec["object_rows"]) == b_n
-    assert tifffile.imread(out / "labels" / "x.tif.tif").max() == b_n
+    assert tifffile.imread(out / "labels" / "x.tif").max() == b_n
     objects = read_csv(out / "objects.csv")
     assert sum(r["image"] == "x.tif" for r in objects) == b_n  # old rows gone, no duplicates
     assert [r["image"] for r in read_csv(out / "images.csv")].count("x.tif") == 1
@@ -203,7 +204,7 @@ def test_output_disk_full_is_retried_and_nothing_is_marked_done_unwritten(tmp_pa
     assert done_while_full == []
     assert all(row.attempts == 1 for row in journal_rows(out).values())  # refused writes spent no attempt of the files
     for i in range(3):
-        assert record(out, f"f{i}.tif")["status"] == "ok" and (out / "labels" / f"f{i}.tif.tif").is_file()
+        assert record(out, f"f{i}.tif")["status"] == "ok" and (out / "labels" / f"f{i}.tif").is_file()
     assert {r["status"] for r in read_csv(out / "images.csv")} == {"ok"}
 
 
@@ -312,6 +313,26 @@ def test_network_share_falls_back_to_polling(tmp_path, tiny_model_dir, monkeypat
     assert read_status(out).mode == "polling"
 
 
+def test_a_later_file_with_the_same_stem_gets_its_own_outputs(tmp_path, tiny_model_dir):
+    """Outputs are named by stem; a name a record holds is never given to another file, also after a restart."""
+    from PIL import Image
+
+    in_dir, out = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    (a_img, a_n), (b_img, b_n) = frame(1, n=2), frame(2, n=4)
+    tifffile.imwrite(in_dir / "a.tif", a_img)
+    daemon = DaemonThread(config(in_dir, out), threshold_processor(out, tiny_model_dir))
+    wait_for(lambda: counts(out)[DONE] == 1, 60, "a.tif done", daemon)
+    assert daemon.stop() == 0
+    Image.fromarray(b_img).save(in_dir / "a.png")
+    daemon = DaemonThread(config(in_dir, out), threshold_processor(out, tiny_model_dir))  # restarted: names from the records
+    wait_for(lambda: counts(out)[DONE] == 2, 60, "a.png done", daemon)
+    assert daemon.stop() == 0
+    assert (record(out, "a.tif")["name"], record(out, "a.png")["name"]) == ("a", "a.png")
+    assert tifffile.imread(out / "labels" / "a.tif").max() == a_n and tifffile.imread(out / "labels" / "a.png.tif").max() == b_n
+    assert (out / "overlays" / "a.png").is_file() and (out / "overlays" / "a.png.png").is_file()
+
+
 def test_outputs_inside_the_input_folder_are_never_taken_as_inputs(tmp_path, tiny_model_dir):
     in_dir = tmp_path / "in"
     out = in_dir / "results"
@@ -321,7 +342,7 @@ def test_outputs_inside_the_input_folder_are_never_taken_as_inputs(tmp_path, tin
     daemon = DaemonThread(config(in_dir, out, once=True, filters=filters), threshold_processor(out, tiny_model_dir))
     daemon.thread.join(60)
     assert daemon.stop() == 0
-    assert set(journal_rows(out)) == {"a.tif"}  # not results/labels/a.tif.tif, not results/overlays/a.tif.png
+    assert set(journal_rows(out)) == {"a.tif"}  # not results/labels/a.tif, not results/overlays/a.png
 
 
 @pytest.mark.slow
