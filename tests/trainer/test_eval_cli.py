@@ -160,12 +160,94 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
 
 
-def test_cli_all_missing_gives_zero_and_null_ap_free_json(gt_dir, tmp_path):
+def test_cli_nothing_found_gives_zero_and_null_ap_free_json(gt_dir, tmp_path):
     pred = tmp_path / "empty_pred"
     pred.mkdir()
+    tifffile.imwrite(pred / "a.tif", np.zeros((40, 40), np.uint16))  # matched, but finds nothing
     tifffile.imwrite(pred / "other.tif", np.zeros((40, 40), np.uint16))
     out = tmp_path / "m.json"
     assert main(["--gt", str(gt_dir), "--pred", str(pred), "-o", str(out), "-q"]) == 0
     report = json.loads(out.read_text())  # strict JSON: NaN written as null
     assert report["metrics"]["recall@0.5"] == 0.0 and report["metrics"]["median_area_error"] is None
-    assert sorted(report["missing_predictions"]) == ["a", "b", "c"]
+    assert sorted(report["missing_predictions"]) == ["b", "c"]
+
+
+def test_cli_stops_when_no_prediction_matches_any_gt_image(gt_dir, tmp_path, capsys):
+    pred = tmp_path / "unmatched"
+    pred.mkdir()
+    tifffile.imwrite(pred / "other.tif", np.zeros((40, 40), np.uint16))
+    assert main(["--gt", str(gt_dir), "--pred", str(pred), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to score against" in err and "3 have no usable prediction (a, b, c" in err
+
+
+@pytest.fixture
+def label_only_gt(tmp_path) -> Path:
+    """Ground truth as napari or a collaborator exports it: label images only, no raw images."""
+    root = tmp_path / "gt_labels"
+    root.mkdir()
+    tifffile.imwrite(root / "a.tif", GT["a"].astype(np.uint16))
+    tifffile.imwrite(root / "b_labels.tif", GT["b"].astype(np.uint16))  # the label suffix is dropped: matches b
+    Image.fromarray(GT["c"].astype(np.uint8)).save(root / "c.png")
+    return root
+
+
+def mito_run_folder(root: Path, labels: dict[str, np.ndarray]) -> Path:
+    """Predictions laid out as mito-run writes them: OUT/labels/<stem>.tif."""
+    (root / "labels").mkdir(parents=True)
+    for name, lab in labels.items():
+        tifffile.imwrite(root / "labels" / f"{name}.tif", lab.astype(np.uint16))
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["auto", "labels", "labels-only"])
+def test_label_only_ground_truth_identical_predictions_score_1(label_only_gt, tmp_path, fmt):
+    r = run_eval(label_only_gt, mito_run_folder(tmp_path / "run", GT), gt_format=fmt)
+    m = r["metrics"]
+    assert r["gt_format"] == "labels-only" and r["missing_predictions"] == [] and r["unmatched_predictions"] == []
+    assert (m["gt_instances"], m["tp@0.5"], m["f1@0.5"], m["f1@0.75"]) == (6, 6, 1.0, 1.0)
+    assert [row["status"] for row in r["per_image"]] == ["ok"] * 3
+
+
+def test_label_only_ground_truth_crafted_difference(label_only_gt, tmp_path):
+    pred = {
+        "a": labels_of((0, 0, 10, 10)),  # misses a's second object: 1 TP, 1 FN
+        "b": labels_of((5, 7, 15, 17)),  # shifted: IoU 80/120, a TP at 0.5 only
+        "c": labels_of((0, 0, 8, 8), (30, 30, 38, 38), (0, 30, 8, 38), (15, 15, 22, 22)),  # one extra: 3 TP, 1 FP
+    }
+    m = run_eval(label_only_gt, mito_run_folder(tmp_path / "run", pred))["metrics"]
+    assert (m["tp@0.5"], m["fp@0.5"], m["fn@0.5"]) == (5, 1, 1)
+    assert m["precision@0.5"] == m["recall@0.5"] == m["f1@0.5"] == pytest.approx(5 / 6)
+    assert m["f1@0.75"] == pytest.approx(2 * 4 / (2 * 4 + 2 + 2))  # b's pair no longer matches
+
+
+def test_empty_ground_truth_is_named_and_all_empty_stops(label_only_gt, tmp_path, capsys):
+    tifffile.imwrite(label_only_gt / "d.tif", np.zeros((40, 40), np.uint16))
+    run = mito_run_folder(tmp_path / "run", {**GT, "d": np.zeros((40, 40), np.int32)})
+    r = run_eval(label_only_gt, run)
+    rows = {row["image"]: row for row in r["per_image"]}
+    assert r["empty_ground_truth"] == ["d"] and rows["d"]["gt_empty"] and "no objects" in rows["d"]["notes"][0]
+    assert r["metrics"]["f1@0.5"] == 1.0
+    assert main(["--gt", str(label_only_gt), "--pred", str(run), "--per-image"]) == 0
+    assert "1 GT image(s) have no objects" in capsys.readouterr().out
+    empty = tmp_path / "all_empty"
+    empty.mkdir()
+    for name in "ab":
+        tifffile.imwrite(empty / f"{name}.tif", np.zeros((40, 40), np.uint16))
+    assert main(["--gt", str(empty), "--pred", str(run), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to score against" in err and "2 have no objects (a, b)" in err
+
+
+def test_raw_images_are_not_taken_for_label_only_ground_truth(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    for name in "ab":
+        tifffile.imwrite(raw / f"{name}.tif", rng.integers(0, 255, (40, 40), dtype=np.uint8))
+    run = mito_run_folder(tmp_path / "run", GT)
+    assert main(["--gt", str(raw), "--pred", str(run)]) == 2
+    assert "--gt-format labels-only" in capsys.readouterr().err  # auto: no layout, and the hint
+    assert main(["--gt", str(raw), "--pred", str(run), "--gt-format", "labels-only"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable ground-truth images" in err and "does not look like a label image" in err

@@ -284,6 +284,33 @@ def test_label_image_problems(tmp_path):
 # ---------------------------------------------------------------- ImageJ ROIs
 
 
+def test_label_only_folder_is_recognised_by_its_pixels(tmp_path, rng):
+    from mitotally.trainer.importers.label_images import is_label_only, label_image_problem, read_label_only
+
+    labels = ellipse_labels((48, 64), 4, rng)
+    assert label_image_problem(labels) is None and label_image_problem(np.zeros((8, 8), np.uint8)) is None
+    assert "not 0" in label_image_problem(np.full((8, 8), 3, np.uint16))
+    noisy = rng.integers(1, 255, (48, 64))
+    noisy[rng.random((48, 64)) < 0.5] = 0  # 0 the commonest value, but no regions: not labels
+    assert "neighbouring" in label_image_problem(noisy)
+    assert "whole numbers" in label_image_problem(labels + 0.5)
+    only = tmp_path / "only" / "masks"  # the files may also sit in a labels/ or masks/ sub-folder
+    only.mkdir(parents=True)
+    tifffile.imwrite(only / "x_labels.tif", labels.astype(np.uint16))
+    write_png(only / "y.png", ((square(2, 2, 10, 10) + square(20, 30, 30, 40)) * 255).astype(np.uint8))  # binary: split, said so
+    assert is_label_only(tmp_path / "only")
+    ds = read_label_only(tmp_path / "only")
+    assert [it.name for it in ds.items] == ["x", "y"] and ds.format == "labels-only" and not ds.skipped
+    assert same_instances(ds.items[0].labels, labels) and ds.items[1].n_instances == 2
+    assert T.BINARY_SPLIT in kinds(ds.items[1].problems)
+    with pytest.raises(DatasetError):  # mito-train has nothing to train on here: no format of its own
+        detect_format(tmp_path / "only")
+    paired = tmp_path / "paired"  # image + labels beside it is the ordinary layout, not label-only
+    write_png(paired / "z.png", render_em_like(labels, rng))
+    tifffile.imwrite(paired / "z_labels.tif", labels.astype(np.uint16))
+    assert not is_label_only(paired)
+
+
 def test_imagej_roi_zip_polygon_oval_rectangle(tmp_path):
     write_png(tmp_path / "cell.png", np.zeros((40, 60), np.uint8))
     rois = [ImagejRoi(roitype=ROI_TYPE.RECT, left=5, top=6, right=15, bottom=12, name="rect"),

@@ -4,6 +4,13 @@ Two layouts are recognised:
 - beside the images: `x.tif` + `x_labels.tif` / `x_masks.png` (Cellpose) / `x_cp_masks.png` / `x_label.png` / `x_mask.tif` ...
 - in a sibling folder: `images/x.tif` + `labels/x.tif` (or `masks/`, `label/`, `mask/`, `gt/`), optionally with the same suffixes.
 Labels must be lossless (TIFF or PNG, 8/16/32-bit integer, or float with integer values).
+
+A third, for scoring only (`mito-eval`, not `mito-train`: there is nothing to train on): a folder of
+label images with no raw images beside them (`read_label_only`), as napari or a collaborator
+exports them. Each file is one image's ground truth, named by its stem (`x_labels.tif` -> `x`).
+Nothing in the folder says whether a TIFF holds labels or an EM image, so `is_label_only` looks at
+the pixels (`label_image_problem`): labels are integers whose commonest value is 0 and whose
+neighbouring pixels are mostly equal; noisy EM is neither.
 """
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .common import child_dir, dedupe_names, image_files, image_folder, load_image, rel
+from .common import child_dir, dedupe_names, image_files, image_folder, load_image, natural_key, rel
 from .types import BAD_LABELS, BINARY_SPLIT, EXTRA_PAGES, MULTIPART, NO_INSTANCES, NO_LABELS, ORPHAN, SIZE_MISMATCH, UNREADABLE, Dataset, LabelledImage, Problem
 
 LABEL_SUFFIXES = ("_cp_masks", "_labels", "_label", "_masks", "_mask", "_instances", "-labels", "-masks")
@@ -37,6 +44,88 @@ def label_stem(path: Path) -> str | None:
         if low.endswith(s) and len(low) > len(s):
             return path.stem[: -len(s)]
     return None
+
+
+LABEL_ONLY = "labels-only"
+_MIN_EQUAL_NEIGHBOURS = 0.8  # of horizontally adjacent pixel pairs; instance labels ~0.99, noisy EM ~0.1
+
+
+def label_files(folder: Path) -> list[Path]:
+    """Lossless label images in `folder` and its sub-folders (hidden ones skipped), in natural order."""
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in LOSSLESS
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
+def label_image_problem(arr: np.ndarray) -> str | None:
+    """None if `arr` looks like an instance label image, else why not (in words for the user)."""
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and all(np.array_equal(arr[..., 0], arr[..., k]) for k in range(1, 3)):
+        arr = arr[..., 0]
+    if arr.ndim != 2 or arr.size == 0:
+        return f"a {arr.ndim}-D array of shape {arr.shape}, not one plane of ids"
+    if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.array_equal(arr, np.round(arr)):
+            return f"{arr.dtype} values that are not whole numbers"
+    values, counts = np.unique(arr, return_counts=True)
+    if values[np.argmax(counts)] != 0:
+        return f"its commonest value is {values[np.argmax(counts)]:g}, not 0 (background)"
+    same = float(np.mean(arr[:, 1:] == arr[:, :-1])) if arr.shape[1] > 1 else 1.0
+    if same < _MIN_EQUAL_NEIGHBOURS:
+        return f"only {same:.0%} of neighbouring pixels are equal (labels: nearly all); an EM image?"
+    return None
+
+
+def _label_only_dir(folder: Path) -> Path:
+    """Where a label-only folder keeps its files: itself, else its `labels/` (or `masks/`, `gt/` ...) sub-folder."""
+    if any(p.is_file() and p.suffix.lower() in LOSSLESS for p in folder.iterdir()):
+        return folder
+    return child_dir(folder, LABEL_DIR_NAMES) or folder
+
+
+def is_label_only(folder: Path, probe: int = 3) -> bool:
+    """True for a folder of label images without raw images: no image/label pairs, and its first
+    `probe` files look like labels (`label_image_problem`)."""
+    folder = Path(folder)
+    if not folder.is_dir() or is_label_images(folder) or child_dir(folder, ("images", "imgs", "image", "raw")) is not None:
+        return False
+    files = label_files(_label_only_dir(folder))[:probe]
+    if not files:
+        return False
+    for p in files:
+        try:
+            raw, _ = read_label_image(p)
+        except LabelReadError:
+            return False
+        if label_image_problem(raw) is not None:
+            return False
+    return True
+
+
+def read_label_only(folder: Path) -> Dataset:
+    """Ground truth from label images alone, one per file, named by stem; for scoring, so `image` is a
+    zero-size-in-memory placeholder. A file that does not look like labels is skipped and says why."""
+    folder = Path(folder)
+    ds = Dataset(folder, LABEL_ONLY)
+    for path in label_files(_label_only_dir(folder)):
+        name = rel(path, folder)
+        try:
+            raw, notes = read_label_image(path)
+            why = label_image_problem(raw)
+            if why is not None:
+                raise LabelReadError(BAD_LABELS, f"does not look like a label image: {why}")
+            labels, found = to_instance_labels(raw)
+        except LabelReadError as exc:
+            ds.skipped.append(Problem(name, exc.kind, str(exc)))
+            continue
+        data = load_image(path, folder)  # only for the file's pixel size
+        pixel_size = None if isinstance(data, Problem) else data.pixel_size_nm
+        problems = [Problem(name, kind, detail) for kind, detail in found] + [Problem(name, EXTRA_PAGES, n) for n in notes]
+        placeholder = np.broadcast_to(np.uint8(0), labels.shape)  # no raw image: scoring needs only the labels
+        item = LabelledImage(label_stem(path) or path.stem, path, placeholder, labels, pixel_size, problems)
+        if item.n_instances == 0:
+            problems.append(Problem(name, NO_INSTANCES, "all zero: no ground-truth objects"))
+        ds.items.append(item)
+    return dedupe_names(ds)
 
 
 def _sibling_dir(folder: Path) -> Path | None:

@@ -24,8 +24,7 @@ import numpy as np
 from ...runtime.image_io import IMAGE_SUFFIXES
 from ...runtime.instances import Instances
 from .coco import SizeError, decode_segmentation
-from .common import natural_key
-from .label_images import LOSSLESS, LabelReadError, label_stem, read_label_image, to_instance_labels
+from .label_images import LOSSLESS, LabelReadError, label_files, label_stem, read_label_image, to_instance_labels
 from .rasterize import region_from_mask
 
 
@@ -150,13 +149,6 @@ def _stem(file_name: str) -> str:
             break
         name = name[: -len(suffix)]
     return name
-
-
-def label_files(folder: Path) -> list[Path]:
-    """Lossless label images in `folder` and its sub-folders (hidden ones skipped), in natural order."""
-    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in LOSSLESS
-             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
-    return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
 
 
 def open_predictions(path: Path, gt_ids: dict[int, str] | None = None) -> LabelImagePredictions | CocoPredictions:
