@@ -1,13 +1,18 @@
-"""Read images and their pixel size (TIFF via tifffile, PNG/JPEG via Pillow)."""
+"""Read images and their pixel size: TIFF (tifffile), Gatan DM3/DM4 and MRC (the [em] extra), PNG/JPEG (Pillow)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+from .pixel_size import UNCALIBRATED, Calibration, PixelSize, as_pixel_size, parse_pixel_size, unit_to_nm  # noqa: F401
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+DM_SUFFIXES = (".dm3", ".dm4")
+MRC_SUFFIXES = (".mrc", ".mrcs")
+EM_SUFFIXES = DM_SUFFIXES + MRC_SUFFIXES  # need the [em] extra; without it each such file fails with a line saying so
+IMAGE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg") + EM_SUFFIXES
 
 
 class ImageReadError(Exception):
@@ -16,17 +21,21 @@ class ImageReadError(Exception):
 
 @dataclass
 class ImageData:
+    """One 2-D plane and its calibration. `pixel_size` may be given as nm (a number: square pixels, source
+    `given`) and is a `PixelSize` (or None: the file does not say) from then on."""
+
     path: Path
     array: np.ndarray  # HxW or HxWx3
-    pixel_size_nm: float | None  # None when the file does not say
+    pixel_size: PixelSize | None  # None when the file does not say (or says something implausible)
+    calibration_note: str = ""  # one line: an implausible calibration ignored, or sources that disagree
 
+    def __post_init__(self) -> None:
+        self.pixel_size = as_pixel_size(self.pixel_size)
 
-_UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "microns": 1e3,
-               "micrometer": 1e3, "micrometre": 1e3, "\\u00B5m": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9, "pm": 1e-3, "a": 0.1, "å": 0.1}
-
-
-def unit_to_nm(unit: str) -> float | None:
-    return _UNIT_TO_NM.get(unit.strip().lower().replace("μ", "µ"))
+    @property
+    def pixel_size_nm(self) -> float | None:
+        """One number (the square pixel of the same area when x and y differ), None when unknown."""
+        return self.pixel_size.nm if self.pixel_size is not None else None
 
 
 def read_image(path: Path) -> ImageData:
@@ -36,37 +45,45 @@ def read_image(path: Path) -> ImageData:
 
 
 class ImageSource:
-    """An opened input file: its planes (1 unless a TIFF stack) and pixel size, read one plane at a time.
+    """An opened input file: its planes (1 unless a stack) and calibration, read one plane at a time.
 
+    TIFF, DM and MRC files are read through an object with `n_planes`, `calibration`, `read(i)` and
+    `close()` (`tiff_meta.TiffPlanes`, `dm_io.DMPlanes`, `mrc_io.MRCPlanes`); PNG/JPEG are decoded whole.
     Every failure surfaces as `ImageReadError` with a one-line cause, at open or at `read`.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._tiff = None
-        self._first: tuple[np.ndarray, float | None] | None = None
+        self._planes = None
+        self._first: np.ndarray | None = None
+        self.calibration: Calibration = UNCALIBRATED
         with _one_line_errors():
             if self.path.stat().st_size == 0:
                 raise ImageReadError("empty file (0 bytes)")
-            if self.path.suffix.lower() in (".tif", ".tiff"):
-                from .tiff_meta import TiffPlanes
-
-                self._tiff = TiffPlanes(self.path)
-                self.n_planes, self.pixel_size_nm = self._tiff.n_planes, self._tiff.pixel_size_nm
+            self._planes = _open_planes(self.path)
+            if self._planes is not None:
+                self.n_planes, self.calibration = self._planes.n_planes, self._planes.calibration
             else:
-                self._first = _read_pillow(self.path)
-                self.n_planes, self.pixel_size_nm = 1, self._first[1]
+                self._first, self.n_planes = _read_pillow(self.path), 1
+
+    @property
+    def pixel_size(self) -> PixelSize | None:
+        return self.calibration.pixel_size
+
+    @property
+    def pixel_size_nm(self) -> float | None:
+        return self.pixel_size.nm if self.pixel_size is not None else None
 
     def read(self, index: int = 0) -> ImageData:
         if not 0 <= index < self.n_planes:
             raise IndexError(f"plane {index} out of range (file has {self.n_planes})")
         with _one_line_errors():
-            array = self._tiff.read(index) if self._tiff is not None else self._first[0]
-            return ImageData(self.path, _as_gray_or_rgb(array, self.path), self.pixel_size_nm)
+            array = self._planes.read(index) if self._planes is not None else self._first
+            return ImageData(self.path, _as_gray_or_rgb(array, self.path), self.pixel_size, self.calibration.note)
 
     def close(self) -> None:
-        if self._tiff is not None:
-            self._tiff.close()
+        if self._planes is not None:
+            self._planes.close()
         self._first = None
 
     def __enter__(self) -> "ImageSource":
@@ -74,6 +91,24 @@ class ImageSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _open_planes(path: Path):
+    """The plane reader for `path`'s format, or None for Pillow's formats."""
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        from .tiff_meta import TiffPlanes
+
+        return TiffPlanes(path)
+    if suffix in DM_SUFFIXES:
+        from .dm_io import DMPlanes
+
+        return DMPlanes(path)
+    if suffix in MRC_SUFFIXES:
+        from .mrc_io import MRCPlanes
+
+        return MRCPlanes(path)
+    return None
 
 
 def open_image(path: Path) -> ImageSource:
@@ -108,24 +143,7 @@ def _kind(exc: Exception) -> str:
     return "TIFF" if type(exc).__name__ == "TiffFileError" else "PNG/JPEG"
 
 
-_PIXEL_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµμ\\]*)\s*$")
-
-
-def parse_pixel_size(text: str) -> float:
-    """`4.2nm`, `4.2 nm`, `0.0042um`, `0.0042µm` or a bare number (nm) -> nanometres; ValueError otherwise."""
-    m = _PIXEL_SIZE_RE.match(str(text))
-    if not m:
-        raise ValueError(f"cannot read pixel size {text!r} (examples: 4.2nm, 0.0042um)")
-    value, unit = float(m.group(1)), m.group(2) or "nm"
-    factor = unit_to_nm(unit)
-    if factor is None:
-        raise ValueError(f"unknown unit {unit!r} in pixel size {text!r} (use nm or um)")
-    if not value > 0:
-        raise ValueError(f"pixel size must be positive, got {text!r}")
-    return value * factor
-
-
-def _read_pillow(path: Path) -> tuple[np.ndarray, float | None]:
+def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
@@ -136,7 +154,7 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, float | None]:
             array = np.array(im)
         else:
             array = np.array(im.convert("RGB"))
-    return array, None
+    return array
 
 
 def _as_gray_or_rgb(array: np.ndarray, path: Path) -> np.ndarray:

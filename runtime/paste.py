@@ -11,12 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from .instances import Detections, Instances
+from .scale import Factor, axis_factors
 
 
 def paste_detections(
-    det: Detections, origin: tuple[float, float], factor: float, out_shape: tuple[int, int], threshold: float = 0.5
+    det: Detections, origin: tuple[float, float], factor: Factor, out_shape: tuple[int, int], threshold: float = 0.5
 ) -> Instances:
-    """Masks of `det` (tile at `origin` in model pixels) on the output grid, `factor` output px per model px."""
+    """Masks of `det` (tile at `origin` in model pixels) on the output grid, `factor` output px per model px
+    (or (rows, cols) of them when the input's pixels are not square)."""
+    fy, fx = axis_factors(factor)
     offsets, masks, scores = [], [], []
     if len(det) == 0:
         return Instances()
@@ -26,8 +29,8 @@ def paste_detections(
     grow = (m + 2) / m
     for i in range(len(det)):
         x0, y0, x1, y1 = det.boxes[i].astype(np.float64)
-        x0, x1 = (x0 + origin[1]) * factor, (x1 + origin[1]) * factor
-        y0, y1 = (y0 + origin[0]) * factor, (y1 + origin[0]) * factor
+        x0, x1 = (x0 + origin[1]) * fx, (x1 + origin[1]) * fx
+        y0, y1 = (y0 + origin[0]) * fy, (y1 + origin[0]) * fy
         cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * grow, (y1 - y0) / 2 * grow
         if hw <= 0 or hh <= 0:
             continue

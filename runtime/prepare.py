@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from .normalize import Normalization, normalize, percentile_limits
-from .scale import rescale_image, scaled_shape
+from .scale import Factor, axis_factors, rescale_image, scaled_shape
 
 
 STRIP_PIXELS = 8_000_000  # input pixels converted to float at a time (32 MB as float32)
 
 
-def prepare(image: np.ndarray, norm: Normalization, factor: float, block_rows: int | None = None) -> np.ndarray:
+def prepare(image: np.ndarray, norm: Normalization, factor: Factor, block_rows: int | None = None) -> np.ndarray:
     """Normalised float32 gray at `factor` x the input's size; shrinking works in strips of output rows.
 
     `block_rows` (output rows per strip) defaults to strips of about `STRIP_PIXELS` input pixels.
@@ -31,7 +31,7 @@ def prepare(image: np.ndarray, norm: Normalization, factor: float, block_rows: i
     else:  # percentiles of the colour image's subsample, exactly the pixels `percentile_limits` would use
         step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 1_000_000)))
         limits = percentile_limits(image[::step, ::step], norm)
-    if factor >= 1 - 1e-6:
+    if max(axis_factors(factor)) >= 1 - 1e-6:  # strips only when both axes shrink
         return rescale_image(normalize(image, norm, limits), factor)
     H, W = image.shape[:2]
     h, w = scaled_shape((H, W), factor)

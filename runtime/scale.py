@@ -1,24 +1,57 @@
-"""Rescaling between the input's pixel size and the model's pixel size."""
+"""Rescaling between the input's pixel size and the model's pixel size.
+
+A `Factor` is one number for square pixels, or (rows, cols) when the input's
+pixels are not square (4 x 8 nm pixels reach the model's square 10 nm by
+0.8 along rows and 0.4 along columns, `axis_factors`).
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def scaled_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
-    return max(1, int(round(shape[0] * factor))), max(1, int(round(shape[1] * factor)))
+Factor = float | tuple[float, float]  # one for both axes, or (rows, cols)
 
 
-def rescale_image(image: np.ndarray, factor: float) -> np.ndarray:
-    """Area interpolation when shrinking (no aliasing), bilinear when enlarging; float32 out."""
-    if abs(factor - 1.0) < 1e-6:
+def axis_factors(factor: Factor) -> tuple[float, float]:
+    """(rows, cols) of a `Factor`."""
+    if isinstance(factor, tuple):
+        return float(factor[0]), float(factor[1])
+    return float(factor), float(factor)
+
+
+def inverse(factor: Factor) -> Factor:
+    """The factor back (output px per model px from model px per input px), of the same form."""
+    if isinstance(factor, tuple):
+        return 1.0 / factor[0], 1.0 / factor[1]
+    return 1.0 / factor
+
+
+def scaled_shape(shape: tuple[int, int], factor: Factor) -> tuple[int, int]:
+    fy, fx = axis_factors(factor)
+    return max(1, int(round(shape[0] * fy))), max(1, int(round(shape[1] * fx)))
+
+
+def rescale_image(image: np.ndarray, factor: Factor) -> np.ndarray:
+    """Area interpolation when shrinking (no aliasing), bilinear when enlarging; float32 out.
+
+    An axis that shrinks while the other grows is pooled first, then the other is interpolated: each
+    axis gets the interpolation it would get alone.
+    """
+    fy, fx = axis_factors(factor)
+    if abs(fy - 1.0) < 1e-6 and abs(fx - 1.0) < 1e-6:
         return np.asarray(image, dtype=np.float32)
     t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
     size = scaled_shape(image.shape[:2], factor)
-    mode = "area" if factor < 1 else "bilinear"
+    if (fy < 1) == (fx < 1):
+        return _interpolate(t, size, "area" if fy < 1 else "bilinear")[0, 0].numpy()
+    pooled = (size[0], t.shape[-1]) if fy < 1 else (t.shape[-2], size[1])
+    return _interpolate(_interpolate(t, pooled, "area"), size, "bilinear")[0, 0].numpy()
+
+
+def _interpolate(t: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     kwargs = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(t, size=size, mode=mode, **kwargs)[0, 0].numpy()
+    return F.interpolate(t, size=size, mode=mode, **kwargs)
 
 
 def rescale_labels(labels: np.ndarray, factor: float) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from .backends import Backend
 from .instances import Detections, Instances
 from .paste import paste_detections
+from .scale import Factor, axis_factors
 from .stitch import keep_in_tile, merge_across_tiles
 from .tiling import Tile, TileGrid
 
@@ -29,13 +30,14 @@ def segment_scaled(
     backend: Backend,
     scaled: np.ndarray,
     out_shape: tuple[int, int],
-    factor: float,
+    factor: Factor,
     overlap: int,
     score_threshold: float = 0.5,
     mask_threshold: float = 0.5,
     fill: float | None = None,
 ) -> Instances:
-    """Instances of `scaled` (model pixels) on the `out_shape` grid; see `stitch` for the seam rule.
+    """Instances of `scaled` (model pixels) on the `out_shape` grid, `factor` output px per model px (or
+    (rows, cols) of them for non-square input pixels); see `stitch` for the seam rule.
 
     An image smaller than a tile is padded by mirroring unless a constant `fill` is given (see `TileGrid.crop`).
     """
@@ -64,7 +66,7 @@ def infer_tiles(backend: Backend, scaled: np.ndarray, overlap: int, fill: float 
     return TileDetections(grid, out)
 
 
-def assemble(tiles: TileDetections, out_shape: tuple[int, int], factor: float,
+def assemble(tiles: TileDetections, out_shape: tuple[int, int], factor: Factor,
              score_threshold: float = 0.5, mask_threshold: float = 0.5) -> Instances:
     """Threshold, paste at `factor` output px per model px, and stitch across seams."""
     grid = tiles.grid
@@ -79,7 +81,8 @@ def assemble(tiles: TileDetections, out_shape: tuple[int, int], factor: float,
     return merge_across_tiles(parts, windows=windows)
 
 
-def _output_window(window: tuple[int, int, int, int], factor: float, out_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+def _output_window(window: tuple[int, int, int, int], factor: Factor, out_shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """A tile's window (model pixels) on the output grid."""
-    r0, c0, r1, c1 = (int(round(v * factor)) for v in window)
+    fy, fx = axis_factors(factor)
+    r0, c0, r1, c1 = (int(round(v * f)) for v, f in zip(window, (fy, fx, fy, fx)))
     return r0, c0, min(r1, out_shape[0]), min(c1, out_shape[1])

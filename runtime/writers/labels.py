@@ -30,23 +30,24 @@ def write_labels(
     shape: tuple[int, int],
     n_planes: int,
     max_id: int,
-    pixel_size_nm: float | None,
+    pixel_size_nm: float | tuple[float, float] | None,
 ) -> Path:
-    """Write `n_planes` label planes of `shape` (yielded one at a time) to `path`; returns `path`."""
+    """Write `n_planes` label planes of `shape` (yielded one at a time) to `path`; returns `path`.
+
+    `pixel_size_nm`: one number (square pixels) or (x, y) for non-square ones, written as X/YResolution."""
     dtype = label_dtype(max_id)
+    x_nm, y_nm = (pixel_size_nm if isinstance(pixel_size_nm, tuple) else (pixel_size_nm, pixel_size_nm))
     stack_shape = (n_planes, *shape) if n_planes > 1 else tuple(shape)
     kwargs: dict = {"compression": "zlib", "compressionargs": {"level": 1}}
     imagej = dtype == np.uint16
     if imagej:
         metadata = {"axes": "ZYX" if n_planes > 1 else "YX"}
-        if pixel_size_nm:
-            um = pixel_size_nm / 1000.0
-            kwargs["resolution"] = (1.0 / um, 1.0 / um)
+        if x_nm and y_nm:
+            kwargs["resolution"] = (1000.0 / x_nm, 1000.0 / y_nm)  # pixels per µm
             metadata["unit"] = "um"
         kwargs["metadata"] = metadata
-    elif pixel_size_nm:
-        cm = pixel_size_nm * 1e-7
-        kwargs["resolution"] = (1.0 / cm, 1.0 / cm)
+    elif x_nm and y_nm:
+        kwargs["resolution"] = (1e7 / x_nm, 1e7 / y_nm)  # pixels per cm
         kwargs["resolutionunit"] = "CENTIMETER"
     data = (np.asarray(p, dtype=dtype) for p in planes)
     with temp_path(path) as tmp:

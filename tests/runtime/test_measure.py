@@ -189,3 +189,54 @@ def test_summarize_image():
     unknown = summarize_image(rows, labels.shape, None)
     assert unknown["area_fraction"] == pytest.approx(900 / 20000)
     assert all(math.isnan(unknown[k]) for k in IMAGE_COLUMNS if k.endswith("um2"))
+
+
+def physical_ellipse(a_nm: float, b_nm: float, rot: float, x_nm: float, y_nm: float, shape=(200, 300)) -> np.ndarray:
+    """Label image of an ellipse (semi-axes in nm, `rot` from the x axis) sampled on x_nm by y_nm pixels."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    y, x = (rows - shape[0] / 2 + 0.3) * y_nm, (cols - shape[1] / 2 - 0.4) * x_nm
+    u, v = x * math.cos(rot) + y * math.sin(rot), -x * math.sin(rot) + y * math.cos(rot)
+    return ((u / a_nm) ** 2 + (v / b_nm) ** 2 <= 1).astype(np.int32)
+
+
+@pytest.mark.parametrize("a,b,rot", [(400, 400, 0.0), (600, 200, math.pi / 4), (500, 250, 1.2)])
+def test_non_square_pixels_measure_the_physical_shape(a, b, rot):
+    """4 x 8 nm pixels: a physical circle is a 2:1 ellipse in pixels; the um columns and ratios are the circle's."""
+    from mitotally.runtime.pixel_size import PixelSize
+
+    size = PixelSize(4.0, 8.0, "imagej")
+    row = measure_instances(physical_ellipse(a, b, rot, 4.0, 8.0), None, size, {})[0]
+    assert row["area_um2"] == pytest.approx(row["area_px"] * 4.0 * 8.0 / 1e6, rel=1e-12)  # exactly px x pixel area
+    assert row["area_um2"] == pytest.approx(math.pi * a * b / 1e6, rel=0.01)
+    assert row["perimeter_um"] == pytest.approx(ellipse_perimeter(a, b) / 1e3, rel=0.02)
+    assert row["major_axis_um"] == pytest.approx(2 * a / 1e3, rel=0.02)
+    assert row["minor_axis_um"] == pytest.approx(2 * b / 1e3, rel=0.02)
+    assert row["equivalent_diameter_um"] == pytest.approx(2 * math.sqrt(a * b) / 1e3, rel=0.01)
+    assert row["aspect_ratio"] == pytest.approx(a / b, rel=0.03)
+    assert 2 * a / 1e3 - 0.005 <= row["feret_max_um"] <= 2 * a / 1e3 + 0.02  # + up to a pixel diagonal
+    assert 2 * b / 1e3 - 0.005 <= row["feret_min_um"] <= 2 * b / 1e3 + 0.02
+    assert row["circularity"] == pytest.approx(min(1.0, 4 * math.pi * math.pi * a * b / ellipse_perimeter(a, b) ** 2), rel=0.04)
+    assert row["centroid_y_um"] == pytest.approx(row["centroid_row_px"] * 0.008)
+    assert row["centroid_x_um"] == pytest.approx(row["centroid_col_px"] * 0.004)
+    if a == b:  # in pixels it is a 2:1 ellipse: the px columns describe the grid, not the specimen
+        assert row["major_axis_px"] == pytest.approx(2 * row["minor_axis_px"], rel=0.02)
+
+
+def test_non_square_pixels_summary_uses_the_pixel_area():
+    from mitotally.runtime.pixel_size import PixelSize
+
+    labels = physical_ellipse(400, 300, 0.3, 4.0, 8.0)
+    rows = measure_instances(labels, None, PixelSize(4.0, 8.0, "ome"), {})
+    summary = summarize_image(rows, labels.shape, PixelSize(4.0, 8.0, "ome"))
+    assert summary["total_area_um2"] == pytest.approx(rows[0]["area_px"] * 32e-6, rel=1e-12)
+    assert summary["image_area_um2"] == pytest.approx(labels.size * 32e-6, rel=1e-12)
+
+
+@pytest.mark.parametrize("a,b,rot,rel", [(40, 40, 0.0, 0.025), (60, 30, 0.4, 0.012), (100, 40, 1.0, 0.013),
+                                         (200, 100, 0.2, 0.012), (2000, 800, 0.3, 0.012)])
+def test_contour_length_with_non_square_pixels_against_analytic_perimeter(a, b, rot, rel):
+    """The numbers `measure.contour_length` quotes: 4 x 8 nm pixels, ellipses down to 10 x 5 px across."""
+    from mitotally.runtime.measure import contour_length
+
+    region = regionprops(physical_ellipse(a, b, rot, 4.0, 8.0, shape=(600, 1100)))[0]
+    assert contour_length(region.image, (8.0, 4.0)) == pytest.approx(ellipse_perimeter(a, b), rel=rel)

@@ -72,3 +72,11 @@ def test_threshold_and_empty_detections():
     assert paste_detections(det, (0, 0), 1, (50, 50), threshold=0.2).areas[0] == 28 * 28
     empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 28, 28), np.float32))
     assert len(paste_detections(empty, (0, 0), 1, (50, 50))) == 0
+
+
+def test_rows_cols_factor_stretches_each_axis():
+    """Non-square input pixels: (rows, cols) output px per model px, e.g. 4 x 8 nm pixels from a 10 nm model."""
+    det = _detections([[10, 20, 30, 60]], np.ones((1, 28, 28)))  # x0 y0 x1 y1 in model px
+    inst = paste_detections(det, (0, 0), (1.25, 2.5), (200, 200))
+    r0, c0, r1, c1 = inst.boxes[0]
+    assert (r0, c0, r1, c1) == (25, 25, 75, 75)  # rows x 1.25 (8 nm), cols x 2.5 (4 nm)

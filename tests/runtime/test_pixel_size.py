@@ -1,4 +1,4 @@
-"""Pixel size from ImageJ, OME and plain TIFF resolution tags; none when the file does not say."""
+"""Pixel size from ImageJ, OME and plain TIFF resolution tags; none when the file does not say; `PixelSize`, `choose`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +9,7 @@ import tifffile
 from PIL import Image
 
 from mitotally.runtime.image_io import read_image
+from mitotally.runtime.pixel_size import PLAUSIBLE_NM, PixelSize, as_pixel_size, choose, plausible
 
 IMAGE = np.arange(32 * 48, dtype=np.uint16).reshape(32, 48)
 
@@ -124,3 +125,32 @@ def test_broken_ome_xml_falls_back_to_tags(tmp_path):
         description = tif.pages[0].description.replace("</OME>", "")
     _overwrite(path, "ImageDescription", description)
     assert pixel_size(path) == pytest.approx(5.0, rel=1e-4)
+
+
+# --- PixelSize and which calibration is believed (runtime/pixel_size.py) ---------------------------------------
+
+
+def test_pixel_size_square_and_not():
+    square, flat = PixelSize.square(4.2, "imagej"), PixelSize(4.0, 8.0, "ome")
+    assert square.is_square and square.nm == 4.2 and square.describe() == "4.2 nm"
+    assert not flat.is_square and flat.nm == pytest.approx(32**0.5) and flat.area_nm2 == 32.0
+    assert flat.describe() == "4 x 8 nm"
+    assert as_pixel_size(5.0).source == "given" and as_pixel_size(None) is None and as_pixel_size(flat) is flat
+
+
+@pytest.mark.parametrize("x,ok", [(0.01, True), (1000.0, True), (0.009, False), (1000.1, False), (352777.8, False),
+                                  (float("inf"), False)])
+def test_plausible_range_is_inclusive(x, ok):
+    assert PLAUSIBLE_NM == (0.01, 1000.0)
+    assert plausible(PixelSize(x, 5.0, "tiff-resolution")) is ok
+
+
+def test_choose_takes_the_first_plausible_and_names_what_it_passed_over():
+    ij, fei, res = PixelSize.square(352777.8, "imagej"), PixelSize.square(5.0, "fei"), PixelSize.square(5.02, "tiff-resolution")
+    cal = choose([ij, fei, res])
+    assert cal.pixel_size is fei and "ignored 352778 nm (imagej" in cal.note and "also says" not in cal.note  # 0.4%: agrees
+    disagree = choose([fei, PixelSize.square(6.0, "tiff-resolution")])
+    assert disagree.pixel_size is fei and disagree.note == "pixel size 5 nm from fei; the file also says 6 nm (tiff-resolution)"
+    assert choose([fei]).note == "" and choose([]).pixel_size is None and choose([]).note == ""
+    alone = choose([ij])
+    assert alone.pixel_size is None and alone.note.startswith("the file's pixel size, 352778 nm (imagej), is outside")

@@ -95,3 +95,32 @@ def test_rescale_labels_identity_touching_and_border():
     double = rescale_labels(labels, 2.0)
     assert np.array_equal(double[::2, ::2], labels) and double.dtype == np.uint16
     assert (double == 1).sum() == 4 * (labels == 1).sum()  # the object at the border keeps its edge pixels
+
+
+# --- non-square input pixels: (rows, cols) factors --------------------------------------------------------------
+
+@pytest.mark.parametrize("factor", [(0.8, 0.4), (1.6, 0.8), (0.5, 2.0), (2.0, 3.0)])
+def test_rescale_image_per_axis_is_each_axis_alone(factor):
+    """(rows, cols): the result is the rows rescaled alone, then the columns alone (each axis its own mode)."""
+    from mitotally.runtime.scale import axis_factors
+
+    image = np.random.default_rng(3).random((60, 50)).astype(np.float32)
+    fy, fx = axis_factors(factor)
+    got = rescale_image(image, factor)
+    h, w = scaled_shape(image.shape, factor)
+    assert got.shape == (h, w)
+    expected = rescale_image(rescale_image(image, (fy, 1.0)), (1.0, fx))
+    assert np.allclose(got, expected, atol=1e-5)
+    assert got.mean() == pytest.approx(image.mean(), rel=0.02)
+
+
+@pytest.mark.parametrize("shape,factor,block", [((301, 257), (0.8, 0.4), 16), ((200, 190), (0.3, 0.55), 5),
+                                                 ((90, 70), (1.6, 0.8), 8), ((64, 80, 3), (0.5, 0.25), 7)])
+def test_prepare_with_rows_cols_factors_is_the_trainers_preprocessing(shape, factor, block):
+    from mitotally.runtime.normalize import Normalization, normalize
+    from mitotally.runtime.prepare import prepare
+
+    image = np.random.default_rng(5).integers(0, 65535, shape).astype(np.uint16)
+    expected = rescale_image(normalize(image, Normalization()), factor)
+    got = prepare(image, Normalization(), factor, block_rows=block)
+    assert got.shape == expected.shape == scaled_shape(shape[:2], factor) and np.allclose(got, expected, atol=1e-5)
