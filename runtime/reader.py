@@ -55,22 +55,91 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _walk(folder: Path, recursive: bool, exclude: Path | None) -> Iterator[Path]:
-    """Image files in `folder`; symlinks leading out of the folder are not followed."""
-    real_root = folder.resolve()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        here = Path(dirpath)
-        if exclude is not None and _inside(here.resolve(), exclude):
-            dirnames[:] = []
+@dataclass(frozen=True)
+class Skipped:
+    """A folder entry that looked like an input but was left out, and why (said once, in one line)."""
+
+    path: str  # as the user sees it: relative to the input root, a folder ending in '/'
+    why: str  # e.g. "broken link", "directory link", "link loop"
+    hint: str = ""  # what to do about it, e.g. "use --recursive"
+
+    def __str__(self) -> str:
+        return f"{self.why} {self.path}" + (f" ({self.hint})" if self.hint else "")
+
+
+def describe_skipped(skipped: Sequence[Skipped], limit: int = 10) -> str:
+    """'skipped 2 entries: broken link x.tif, directory link sub/ (use --recursive)'."""
+    n = len(skipped)
+    more = f" and {n - limit} more" if n > limit else ""
+    return f"skipped {n} entr{'y' if n == 1 else 'ies'}: " + ", ".join(map(str, skipped[:limit])) + more
+
+
+def _walk(folder: Path, recursive: bool, exclude: Path | None, root: Path, skipped: list[Skipped]) -> Iterator[Path]:
+    """Image files in `folder`, in sorted order, by the path they were found at (links not resolved).
+
+    The user named the folder and linked the files into it, so file links are followed wherever they
+    point. Folder links are followed only when `recursive` (a subfolder is searched only then), after
+    the folder's own subfolders, and each real folder is searched once: a link back up the tree (a
+    loop) or to a folder already searched is skipped and said so. `exclude` (the output folder) is
+    never searched, through a link neither.
+    """
+    def shown(path: Path, folder_mark: bool = False) -> str:
+        text = path.relative_to(root).as_posix() if _inside(path, root) else str(path)
+        return text + ("/" if folder_mark else "")
+
+    visited: set[Path] = set()
+    links: list[Path] = []  # folder links, followed once the real folders are searched
+    pending = [folder]
+    while pending or links:
+        if pending:
+            here = pending.pop(0)
+        else:
+            here = links.pop(0)
+            target = here.resolve()
+            if _inside(here.parent.resolve(), target):  # points at a folder above it: would search forever
+                skipped.append(Skipped(shown(here, True), "link loop"))
+                continue
+            if target in visited:
+                skipped.append(Skipped(shown(here, True), "directory link", "its folder is searched already"))
+                continue
+        real = here.resolve()
+        if exclude is not None and _inside(real, exclude):
             continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        for name in sorted(filenames):
-            path = here / name
-            if not _is_candidate(name):
-                continue
-            if path.is_symlink() and not _inside(path.resolve(), real_root):
-                continue
-            yield path
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Skipped(shown(here, True), "unreadable folder", exc.strerror or str(exc)))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden, including macOS '._x.tif' resource forks
+            path = here / entry.name
+            link = entry.is_symlink()
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()  # both follow links
+            except OSError:
+                is_dir = is_file = False
+            if link and not (is_dir or is_file):
+                if not os.path.exists(path):
+                    skipped.append(Skipped(shown(path), "broken link"))
+                elif _is_candidate(entry.name):
+                    skipped.append(Skipped(shown(path), "link to something that is not a file"))
+            elif is_dir:
+                if not recursive:
+                    if link:
+                        skipped.append(Skipped(shown(path, True), "directory link", "use --recursive"))
+                elif link:
+                    links.append(path)
+                else:
+                    subfolders.append(path)
+            elif is_file and _is_candidate(entry.name):
+                if link and exclude is not None and _inside(path.resolve(), exclude):
+                    skipped.append(Skipped(shown(path), "link into the output folder"))
+                    continue
+                yield path
+        pending[:0] = subfolders  # depth first, in name order, like the folder listing
 
 
 def input_root(inputs: Sequence[Path]) -> Path:
@@ -80,9 +149,17 @@ def input_root(inputs: Sequence[Path]) -> Path:
 
 
 def discover_inputs(inputs: Sequence[Path], recursive: bool = False, exclude: Path | None = None) -> list[InputItem]:
+    """The inputs of `find_inputs`, without what it skipped."""
+    return find_inputs(inputs, recursive, exclude).items
+
+
+def find_inputs(inputs: Sequence[Path], recursive: bool = False, exclude: Path | None = None) -> "Found":
     """Files named directly are kept whatever their suffix (they fail later with a clear cause);
-    folders contribute their image files (`.tif .tiff .png .jpg .jpeg`, any case, not hidden),
-    subfolders too when `recursive`. `exclude` (the output folder) is never searched."""
+    folders contribute their image files (`image_io.IMAGE_SUFFIXES`: TIFF, PNG, JPEG, and Gatan DM3/DM4
+    and MRC, which fail with a line naming the [em] extra when it is not installed; any case, not hidden),
+    subfolders too when `recursive`. `exclude` (the output folder) is never searched. Links: see `_walk`;
+    what was left out (broken links, folder links without `recursive`, loops, two links to one file) is
+    in `Found.skipped`."""
     if not inputs:
         raise InputError("no INPUT given")
     paths = [Path(os.path.abspath(p)) for p in inputs]
@@ -91,17 +168,27 @@ def discover_inputs(inputs: Sequence[Path], recursive: bool = False, exclude: Pa
             raise InputError(f"{p}: no such file or folder")
     root = input_root(paths)
     exclude = Path(exclude).resolve() if exclude is not None else None
-    seen: set[Path] = set()
-    items: list[InputItem] = []
+    seen: dict[Path, Path] = {}  # real file -> the path it was first found at
+    found = Found([], [])
     for p in paths:
-        found = _walk(p, recursive, exclude) if p.is_dir() else iter([p])
-        for f in found:
+        for f in _walk(p, recursive, exclude, root, found.skipped) if p.is_dir() else iter([p]):
             real = f.resolve()
             if real in seen:
+                if seen[real] != f:  # two links to one file; the same path named twice is just one input
+                    found.skipped.append(Skipped(f.relative_to(root).as_posix(), "second path to",
+                                                 f"the same file as {seen[real].relative_to(root).as_posix()}"))
                 continue
-            seen.add(real)
-            items.append(InputItem(f, f.relative_to(root).as_posix()))
-    return items
+            seen[real] = f
+            found.items.append(InputItem(f, f.relative_to(root).as_posix()))
+    return found
+
+
+@dataclass
+class Found:
+    """What `find_inputs` found: the inputs, and the entries it left out (see `Skipped`)."""
+
+    items: list[InputItem]
+    skipped: list[Skipped]
 
 
 @dataclass

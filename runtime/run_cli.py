@@ -108,7 +108,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "camera's data bar with text and scale bar) is left out: it upsets the model's intensity "
                         "normalisation and tiles (F1 0.81 -> 0.48 on a cardiac frame with a bar), and image areas "
                         "and densities count the specimen region only; a warning says what was left out")
-    p.add_argument("--recursive", "-r", action="store_true", help="also process images in subfolders of folder INPUTs")
+    p.add_argument("--recursive", "-r", action="store_true", help="also process images in subfolders of folder INPUTs, and in folders linked into them "
+                        "(each real folder once; file links are always followed)")
     p.add_argument("--overwrite", action="store_true", help="redo inputs that already have finished results in OUT")
     p.add_argument("--batch", type=_positive, metavar="N", help="tiles per inference call (default: the backend's)")
     p.add_argument("--tile", type=_positive, metavar="N",
@@ -150,13 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"mito-run: error: {message}", markup=False)
         return 2
 
-    from .reader import InputError, discover_inputs
+    from .reader import InputError, describe_skipped, find_inputs
 
     out = args.out.absolute()
     try:
-        items = discover_inputs(args.inputs, recursive=args.recursive, exclude=out)
+        found = find_inputs(args.inputs, recursive=args.recursive, exclude=out)
     except InputError as e:
         return fail(str(e))
+    items = found.items
+    if found.skipped:  # one line, also with --quiet: a link the user made that was not followed
+        err.print(f"mito-run: warning: {describe_skipped(found.skipped)}", markup=False)
     if not items:
         hint = "" if args.recursive else " (add --recursive to search subfolders)"
         return fail(f"no images (.tif .tiff .png .jpg .jpeg) found in {', '.join(map(str, args.inputs))}{hint}")

@@ -61,15 +61,34 @@ def test_keys_are_paths_relative_to_the_input_root(tmp_path):
         discover_inputs([tmp_path / "missing"])
 
 
-def test_discovery_skips_the_output_folder_and_links_out_of_the_input(tmp_path):
+def test_discovery_follows_links_and_names_what_it_skips(tmp_path):
     _touch(tmp_path / "in/a.tif")
-    _touch(tmp_path / "in/out/labels/a.tif.tif")
+    _touch(tmp_path / "in/out/labels/a.tif")  # the output folder: never searched
     _touch(tmp_path / "elsewhere/secret.tif")
-    os.symlink(tmp_path / "elsewhere/secret.tif", tmp_path / "in/link.tif")
-    os.symlink(tmp_path / "elsewhere", tmp_path / "in/linkdir")
-    os.symlink(tmp_path / "in/a.tif", tmp_path / "in/alias.tif")  # inside: kept once (same file)
-    items = discover_inputs([tmp_path / "in"], recursive=True, exclude=tmp_path / "in/out")
-    assert [i.key for i in items] == ["a.tif"]
+    _touch(tmp_path / "elsewhere/deeper/more.png")
+    os.symlink(tmp_path / "elsewhere/secret.tif", tmp_path / "in/link.tif")  # a file linked in: an input
+    os.symlink(tmp_path / "elsewhere", tmp_path / "in/linkdir")  # a folder linked in: searched with --recursive
+    os.symlink(tmp_path / "in/a.tif", tmp_path / "in/alias.tif")  # a second path to a.tif
+    os.symlink(tmp_path / "gone.tif", tmp_path / "in/broken.tif")
+    os.symlink(tmp_path / "in/out/labels/a.tif", tmp_path / "in/result.tif")
+    (tmp_path / "in/sub").mkdir()
+    os.symlink(tmp_path / "in", tmp_path / "in/sub/loop")  # back up the tree
+    found = reader.find_inputs([tmp_path / "in"], recursive=True, exclude=tmp_path / "in/out")
+    assert [i.key for i in found.items] == ["a.tif", "link.tif", "linkdir/deeper/more.png"]
+    assert found.items[1].path == tmp_path / "in/link.tif"  # found at the link: keys and names stay inside the input
+    assert sorted(str(s) for s in found.skipped) == [
+        "broken link broken.tif", "link into the output folder result.tif", "link loop sub/loop/",
+        "second path to alias.tif (the same file as a.tif)", "second path to linkdir/secret.tif (the same file as link.tif)"]
+    flat = reader.find_inputs([tmp_path / "in"], exclude=tmp_path / "in/out")
+    assert [i.key for i in flat.items] == ["a.tif", "link.tif"]
+    assert reader.describe_skipped(flat.skipped) == (
+        "skipped 4 entries: second path to alias.tif (the same file as a.tif), broken link broken.tif, "
+        "directory link linkdir/ (use --recursive), link into the output folder result.tif")
+    os.symlink(tmp_path / "in/sub", tmp_path / "in/sub2")  # two links into one folder tree: searched once
+    os.symlink(tmp_path / "elsewhere", tmp_path / "in/sub/again")
+    again = reader.find_inputs([tmp_path / "in"], recursive=True, exclude=tmp_path / "in/out")
+    assert "directory link sub/again/ (its folder is searched already)" in [str(s) for s in again.skipped]
+    assert len(again.items) == 3
 
 
 def test_read_ahead_keeps_order_and_bounds_memory(tmp_path, monkeypatch):

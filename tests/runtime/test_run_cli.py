@@ -101,6 +101,32 @@ def test_success_exit_0_quiet_is_silent(model_dir, tmp_path, capsys):
     assert tifffile.TiffFile(tmp_path / "out/labels/f0.tif").imagej_metadata["unit"] == "um"
 
 
+def test_a_folder_of_links_is_segmented_and_what_is_skipped_is_named(model_dir, tmp_path, capsys):
+    import os
+
+    store = _frames(tmp_path / "store")  # the images live elsewhere; the folder given holds links to them
+    linked = tmp_path / "linked"
+    (linked / "sub").mkdir(parents=True)
+    for name in ("f0.tif", "f1.tif"):
+        os.symlink(store / name, linked / name)
+    os.symlink(tmp_path / "store/missing.tif", linked / "gone.tif")
+    os.symlink(store, linked / "more")
+    os.symlink(linked, linked / "sub" / "up")  # a loop under --recursive
+    out = tmp_path / "out"
+    assert main([str(linked), "-o", str(out), "--model", str(model_dir), "--quiet", "--pixel-size", "10nm"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == "mito-run: warning: skipped 2 entries: broken link gone.tif, directory link more/ (use --recursive)"
+    rows = _rows(out / "images.csv")
+    assert [(r["image"], r["status"]) for r in rows] == [("f0.tif", "ok"), ("f1.tif", "ok")]
+    assert (out / "labels/f0.tif").is_file() and (out / "labels/f1.tif").is_file()
+    again = tmp_path / "out_r"  # --recursive: the folder link is followed once, the loop ends
+    assert main([str(linked), "-o", str(again), "--model", str(model_dir), "--quiet", "--recursive"]) == 0
+    err = capsys.readouterr().err
+    assert "broken link gone.tif" in err and "link loop sub/up/" in err and "second path to more/f0.tif" in err
+    assert sorted(r["image"] for r in _rows(again / "images.csv")) == ["f0.tif", "f1.tif"]
+    assert all(p.resolve().is_relative_to(again.resolve()) for p in again.rglob("*"))  # nothing written outside OUT
+
+
 def test_progress_summary_and_warning_once(model_dir, tmp_path, capsys):
     inp = _frames(tmp_path / "in", 3)  # plain TIFFs: no pixel size
     (inp / "zz broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
