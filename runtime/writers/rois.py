@@ -62,15 +62,15 @@ def pixel_edge_loops(mask: np.ndarray) -> list[np.ndarray]:
         free = nxt < 0
         nxt[free] = leaving[end[free] + (d[free] + turn) % 4]
     loops = []
-    seen = np.zeros(len(d), bool)
+    seen = bytearray(len(d))
     nxt_list = nxt.tolist()
-    for start in range(len(d)):
+    for start in range(len(d)):  # each cycle of `nxt` is one closed outline
         if seen[start]:
             continue
         loop = []
         e = start
         while not seen[e]:
-            seen[e] = True
+            seen[e] = 1
             loop.append(e)
             e = nxt_list[e]
         idx = np.array(loop)
