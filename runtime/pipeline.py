@@ -27,6 +27,7 @@ from .image_io import ImageData, ImageReadError
 from .instances import Instances, paint_instances
 from .measure import measure_instances, summarize_image
 from .names import OutputNames, stem_name
+from .pixel_size import NONE, OPTION, PixelSize
 from .reader import Decoded, InputItem, decode, read_ahead
 from .results import FAILED, OK, ImageResult, failed
 from .segmenter import Segmentation, Segmenter
@@ -97,13 +98,14 @@ class _Timer:
         self.totals[stage] = self.totals.get(stage, 0.0) + seconds
 
 
-def resolve_pixel_size(image: ImageData, override_nm: float | None) -> tuple[float | None, str]:
-    """(pixel size for measurements, where it came from): the option, else the file, else unknown."""
+def resolve_pixel_size(image: ImageData, override_nm: float | None) -> tuple[PixelSize | None, str]:
+    """(pixel size for measurements, where it came from): the option, else the file's (`pixel_size.SOURCES`),
+    else none."""
     if override_nm:
-        return override_nm, "option"
-    if image.pixel_size_nm:
-        return image.pixel_size_nm, "file"
-    return None, "unknown"
+        return PixelSize.square(override_nm, OPTION), OPTION
+    if image.pixel_size is not None:
+        return image.pixel_size, image.pixel_size.source
+    return None, NONE
 
 
 @dataclass
@@ -111,8 +113,8 @@ class _Segmented:
     """One plane after the model, before measuring and writing."""
 
     image: ImageData
-    px: float | None  # pixel size for measurements (None: unknown)
-    source: str  # where `px` came from: option, file or unknown
+    px: PixelSize | None  # pixel size for measurements (None: unknown)
+    source: str  # where `px` came from: `pixel_size.SOURCES`
     seg: Segmentation
 
 
@@ -146,10 +148,15 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
         name = output_paths(decoded.item.name, decoded.item.key, decoded.n_planes)["overlays"][index]
         atomic_write_bytes(out_dir / name, render_overlay(image.array, labels))
         result.outputs.append(name)
-    result.warnings += seg.warnings(px, source)
+    note = "" if source == OPTION else image.calibration_note  # the option overrides whatever the file said
+    result.warnings += seg.warnings(px.nm if px else None, source, note or "no pixel size in the file")
+    if note and px is not None:  # calibrated, but a source was passed over: say which
+        result.warnings.append(note)
     result.image_rows.append({
         "image": decoded.item.key, "plane": plane, "status": OK, "error": "", "width": shape[1], "height": shape[0],
-        "pixel_size_nm": px, "pixel_size_source": source, "scaling_pixel_size_nm": seg.scaling_pixel_size_nm,
+        "pixel_size_nm": px.nm if px else None, "pixel_size_x_nm": px.x_nm if px else None,
+        "pixel_size_y_nm": px.y_nm if px else None, "pixel_size_source": source, "pixel_size_note": note,
+        "scaling_pixel_size_nm": seg.scaling_pixel_size_nm,
         "scaling_source": seg.reported_scaling_source(source), "path": str(decoded.item.path), **{k: _clean(v) for k, v in summary.items()},
     })
     timer.add("write", time.perf_counter() - t1)
@@ -258,7 +265,8 @@ def _complete(job: _Job, segmenter: Segmenter | None = None) -> ImageResult:
         t0 = time.perf_counter()
         names = output_paths(decoded.item.name, key, decoded.n_planes)
         max_id = max((len(p.instances) for p in planes), default=0)
-        pixel_size = result.image_rows[0]["pixel_size_nm"]
+        row = result.image_rows[0]
+        pixel_size = (row["pixel_size_x_nm"], row["pixel_size_y_nm"]) if row["pixel_size_nm"] else None
         write_labels(out_dir / names["labels"][0], (p.label_image() for p in planes),
                      planes[0].shape, len(planes), max_id, pixel_size)
         rois = [r for i, p in enumerate(planes)

@@ -25,7 +25,10 @@ from .content import ContentBox, content_box
 from .image_io import ImageData
 from .instances import Instances
 from .manifest import MANIFEST, Manifest, load_model, weights_sha256
+from .pixel_size import NONE, OPTION, PixelSize, as_pixel_size
 from .prepare import prepare
+from .scale import axis_factors, inverse
+from .scale_limit import check_scaled_size
 from .scale_probe import SCALE_ESTIMATE_MODES, ScaleEstimate, estimate_pixel_size
 from .segment import segment_scaled
 
@@ -82,6 +85,7 @@ class Segmentation:
     estimate: ScaleEstimate | None = None  # the probe's coverages, when it ran
     estimated_from: str = ""  # the image the estimate was made on (the first one of this size)
     content: ContentBox | None = None  # the specimen region segmented (None: the whole frame)
+    scaling: PixelSize | None = None  # x and y scaled from (None: square, `scaling_pixel_size_nm`)
 
     @property
     def scale_disputed(self) -> bool:
@@ -89,35 +93,37 @@ class Segmentation:
         return self.scaling_source == "given" and self.estimate is not None and self.estimate.moved
 
     def reported_scaling_source(self, source: str) -> str:
-        """images.csv's `scaling_source`: the pixel size's `source` (file, option), unless the model was not
-        scaled by it (unknown: default or estimated; --scale-estimate always: estimated)."""
-        return self.scaling_source if source == "unknown" or self.scaling_source == "estimated" else source
+        """images.csv's `scaling_source`: the pixel size's `source` (`pixel_size.SOURCES`), unless the model was
+        not scaled by it (none: default or estimated; --scale-estimate always: estimated)."""
+        return self.scaling_source if source == NONE or self.scaling_source == "estimated" else source
 
-    def warnings(self, px: float | None, source: str) -> list[str]:
-        """What the user is told about how this image was segmented: a data bar left out, and its scale."""
+    def warnings(self, px: float | None, source: str, uncalibrated: str = "no pixel size in the file") -> list[str]:
+        """What the user is told about how this image was segmented: a data bar left out, and its scale.
+
+        `uncalibrated` says why an image has no pixel size (e.g. the implausible value it had)."""
         out = []
         if self.content is not None:
             box = self.content
             out.append(f"left out a flat band along the edge ({box.describe()}: an instrument's data bar?); "
                        f"segmented and measured the other {box.content_shape[1]}x{box.content_shape[0]} px "
                        f"(--keep-data-bars to segment the whole frame)")
-        if source == "unknown":
-            out.append(self._unknown_pixel_size_warning())
+        if source == NONE:
+            out.append(self._unknown_pixel_size_warning(uncalibrated))
         elif (warning := self._given_pixel_size_warning(px, source)) is not None:
             out.append(warning)
         return out
 
-    def _unknown_pixel_size_warning(self) -> str:
+    def _unknown_pixel_size_warning(self, why: str) -> str:
         """An image without a pixel size: how it was scaled for the model."""
         px = self.scaling_pixel_size_nm
         if self.scaling_source == "estimated":
-            return (f"no pixel size in the file: areas are in px; scale estimated as {px:.3g} nm per pixel from "
+            return (f"{why}: areas are in px; scale estimated as {px:.3g} nm per pixel from "
                     f"{Path(self.estimated_from).name} (once per image size; at the default {self.estimate.default_nm:g} nm the "
                     f"model found far fewer mitochondria; set --pixel-size if you know it)")
         if self.estimate is not None:
-            return (f"no pixel size in the file: areas are in px; scaled for the model at the default {px:g} nm per pixel, "
+            return (f"{why}: areas are in px; scaled for the model at the default {px:g} nm per pixel, "
                     f"which the scale estimate kept (set --pixel-size)")
-        return f"no pixel size in the file: areas are in px; scaling assumed {px:g} nm per pixel (set --pixel-size)"
+        return f"{why}: areas are in px; scaling assumed {px:g} nm per pixel (set --pixel-size)"
 
     def _given_pixel_size_warning(self, px: float, source: str) -> str | None:
         """A pixel size from the file or option that the scale estimate disagrees with."""
@@ -125,7 +131,7 @@ class Segmentation:
         if e is None or not e.moved:
             return None
         gain = e.coverage[e.pixel_size_nm] / max(e.coverage[e.default_nm], 1e-9)
-        where = "the file's" if source == "file" else "the --pixel-size"
+        where = "the --pixel-size" if source == OPTION else f"the file's ({source})"
         seen = (f"the model found {gain:.1f}x more mitochondria area viewing {Path(self.estimated_from).name} as "
                 f"{e.pixel_size_nm:.3g} nm per pixel than at {where} {px:.3g} nm")
         if self.scaling_source == "estimated":
@@ -144,9 +150,10 @@ class View:
     scaling_source: str  # given, default or estimated (as `Segmentation`)
     estimate: ScaleEstimate | None
     estimated_from: str
+    scaling: PixelSize | None = None  # non-square pixels: x and y, each axis scaled by its own (no estimate)
 
 
-def choose_view(image: ImageData, pixel_size_nm: float | None, backend: Backend, manifest: Manifest,
+def choose_view(image: ImageData, pixel_size_nm: PixelSize | float | None, backend: Backend, manifest: Manifest,
                 scale_estimate: str = "auto", skip_data_bars: bool = True,
                 estimates: dict[tuple[int, int, float | None], tuple[ScaleEstimate, str]] | None = None) -> View:
     """Leave out a data bar, then estimate the scale of an image without a pixel size or check a given one.
@@ -154,10 +161,15 @@ def choose_view(image: ImageData, pixel_size_nm: float | None, backend: Backend,
     `estimates` caches one estimate per image size and given pixel size across calls (frames of one size
     from one instrument share a scale, and the probe costs ~5 tiles of inference). Shared by `Segmenter`
     and `mito-export`, so frames are verified and calibrated on exactly what `mito-run` segments.
+    Non-square pixels are scaled by their calibration, unchecked: the probe tries square pixel sizes only.
     """
     box = content_box(image.array) if skip_data_bars else None
     box = None if box is None or box.is_whole else box
     array = image.array if box is None else box.crop(image.array)
+    given = as_pixel_size(pixel_size_nm)
+    if given is not None and not given.is_square:
+        return View(array, box, given.nm, "given", None, "", scaling=given)
+    pixel_size_nm = given.nm if given is not None else None
     estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
     if scale_estimate != "off":
         estimates = {} if estimates is None else estimates
@@ -209,24 +221,44 @@ class Segmenter:
         # scale, and the probe costs ~5 tiles of inference, more than a whole small image
         self.scale_estimates: dict[tuple[int, int, float | None], tuple[ScaleEstimate, str]] = {}
 
-    def factor_for(self, pixel_size_nm: float | None) -> tuple[float, float]:
+    def factor_for(self, pixel_size_nm: PixelSize | float | None) -> tuple[float, float]:
         """(input pixel size used for scaling, factor): unknown sizes assume the manifest's default."""
-        px = pixel_size_nm or self.manifest.default_input_pixel_size_nm
+        given = as_pixel_size(pixel_size_nm)
+        px = given.nm if given is not None else self.manifest.default_input_pixel_size_nm
         return px, px / self.manifest.pixel_size_nm
 
-    def segment(self, image: ImageData, pixel_size_nm: float | None) -> Segmentation:
-        """Instances of one 2-D image (gray or RGB) at its full resolution."""
+    def _factor(self, size: PixelSize) -> float | tuple[float, float]:
+        """Model px per input px: one number for square pixels, (rows, cols) otherwise."""
+        m = self.manifest.pixel_size_nm
+        return size.x_nm / m if size.is_square else (size.y_nm / m, size.x_nm / m)
+
+    def segment(self, image: ImageData, pixel_size_nm: PixelSize | float | None) -> Segmentation:
+        """Instances of one 2-D image (gray or RGB) at its full resolution.
+
+        Non-square pixels are scaled along each axis by their own size, so the model sees square pixels.
+        An image whose scaled copy would not fit in memory raises `scale_limit.ScaledImageTooLarge`."""
         m = self.manifest
         probe, timed = _TimedBackend(self.backend), _TimedBackend(self.backend)
         t0 = time.perf_counter()
+        given = as_pixel_size(pixel_size_nm)
+        if given is not None:  # before the scale probe, which would segment such an image at its scale too
+            check_scaled_size(image.array.shape[:2], self._factor(given), f"{given.describe()} ({given.source})",
+                              m.pixel_size_nm)
         view = choose_view(image, pixel_size_nm, probe, m, self.scale_estimate, self.skip_data_bars, self.scale_estimates)
         array, box = view.array, view.content
         px, factor = self.factor_for(view.scaling_pixel_size_nm)
+        if view.scaling is not None:  # (rows, cols): y and x each to the model's square pixel
+            factor = self._factor(view.scaling)
+        if view.scaling_source != "given":  # the default or an estimate: checked as what the model is shown
+            check_scaled_size(array.shape[:2], factor, f"{px:.6g} nm ({view.scaling_source})", m.pixel_size_nm)
         scaled = prepare(array, m.normalization, factor)
         t1 = time.perf_counter()
-        instances = segment_scaled(timed, scaled, array.shape[:2], 1.0 / factor, m.overlap, m.score_threshold, m.mask_threshold)
+        instances = segment_scaled(timed, scaled, array.shape[:2], inverse(factor), m.overlap, m.score_threshold,
+                                   m.mask_threshold)
         if box is not None:
             instances.offsets += np.array([box.top, box.left], np.int64)  # back to frame coordinates
         t2 = time.perf_counter()
         timings = {"scale": t1 - t0 - probe.seconds, "infer": timed.seconds + probe.seconds, "stitch": (t2 - t1) - timed.seconds}
-        return Segmentation(instances, px, factor, timings, view.scaling_source, view.estimate, view.estimated_from, box)
+        mean_factor = float(np.sqrt(np.prod(axis_factors(factor))))  # one number: geometric mean of the axes
+        return Segmentation(instances, px, mean_factor, timings, view.scaling_source, view.estimate, view.estimated_from, box,
+                            scaling=view.scaling)

@@ -13,9 +13,12 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
+from ..pixel_size import PLAUSIBLE_NM
+from ..scale_limit import MAX_SCALED_PIXELS, scaled_pixel_budget
 from .atomic import atomic_write_bytes
 
-PACKAGES = ("mitotally", "torch", "torchvision", "numpy", "scikit-image", "tifffile", "roifile", "pycocotools", "onnxruntime")
+PACKAGES = ("mitotally", "torch", "torchvision", "numpy", "scikit-image", "tifffile", "roifile", "pycocotools", "onnxruntime",
+            "rosettasciio", "mrcfile")
 
 
 def versions() -> dict[str, str]:
@@ -75,6 +78,7 @@ def run_info(segmenter, config, summary) -> dict:
              "default_nm": e.default_nm, "moved": e.moved, "coverage_by_pixel_size_nm": {f"{k:.4g}": round(v, 4) for k, v in e.coverage.items()}}
             for (h, w, given), (e, origin) in getattr(segmenter, "scale_estimates", {}).items()
         ],
+        "calibration": calibration_info(processed),
         "config": _jsonable(asdict(config)),
         "counts": {
             "inputs": len(summary.results),
@@ -89,6 +93,18 @@ def run_info(segmenter, config, summary) -> dict:
         "timings_s": {k: round(v, 4) for k, v in summary.timings.items()},
         "timings_share": {k: round(v / busy, 4) for k, v in summary.timings.items()} if busy else {},
         "planes_per_s": round(planes / summary.wall_s, 4) if summary.wall_s and planes else 0.0,
+    }
+
+
+def calibration_info(results) -> dict:
+    """The calibration rules of this run, and every image whose calibration was ignored or disputed."""
+    budget, why = scaled_pixel_budget()
+    return {
+        "plausible_pixel_size_nm": list(PLAUSIBLE_NM),
+        "max_scaled_pixels": MAX_SCALED_PIXELS,
+        "scaled_pixel_budget": budget, "scaled_pixel_budget_from": why,
+        "notes": [{"image": row.get("image"), "plane": row.get("plane"), "pixel_size_source": row.get("pixel_size_source"),
+                   "note": row["pixel_size_note"]} for r in results for row in r.image_rows if row.get("pixel_size_note")],
     }
 
 

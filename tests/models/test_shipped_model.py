@@ -178,7 +178,7 @@ def test_a_calibration_at_another_scale_than_training_is_flagged_and_always_resc
 
     kept = run()
     err = capsys.readouterr().err
-    assert kept["scaling_source"] == "option" and float(kept["scaling_pixel_size_nm"]) == 5.0
+    assert kept["scaling_source"] == "--pixel-size" and float(kept["scaling_pixel_size_nm"]) == 5.0
     assert "may not be at the scale the model was trained for" in err and "--scale-estimate always" in err
     moved = run("--scale-estimate", "always")
     err = capsys.readouterr().err

@@ -148,10 +148,10 @@ def test_full_run_outputs_read_back(finished_run, segmenter):
         assert all(set(row) <= set(images[0]) for row in r.image_rows) and all(set(row) <= set(objects[0]) for row in r.object_rows)
     assert [(r["image"], r["plane"]) for r in images] == [("a.tif", "1"), ("stack.tif", "1"), ("stack.tif", "2"),
                                                           ("stack.tif", "3"), ("sub dir/b.png", "1")]
-    assert images[0]["pixel_size_source"] == "file" and float(images[0]["pixel_size_nm"]) == pytest.approx(10.0)
-    assert images[4]["pixel_size_source"] == "unknown" and images[4]["pixel_size_nm"] == "" and objects
+    assert images[0]["pixel_size_source"] == "imagej" and float(images[0]["pixel_size_nm"]) == pytest.approx(10.0)
+    assert images[4]["pixel_size_source"] == "none" and images[4]["pixel_size_nm"] == "" and objects
     # where the scale came from: the file, or (no pixel size) the model's default or the estimate from the image
-    assert images[0]["scaling_source"] == "file" and images[4]["scaling_source"] in ("default", "estimated")
+    assert images[0]["scaling_source"] == "imagej" and images[4]["scaling_source"] in ("default", "estimated")
     estimates = json.loads((out / "run.json").read_text())["scale_estimates"]
     # one estimate per size of the images without a pixel size; one check per size and calibration of the others
     assert {(e["width"], e["height"]) for e in estimates if e["given_pixel_size_nm"] is None} == {(110, 90), (100, 120)}

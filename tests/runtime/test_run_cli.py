@@ -95,8 +95,8 @@ def test_success_exit_0_quiet_is_silent(model_dir, tmp_path, capsys):
     assert main([str(inp), "-o", str(tmp_path / "out"), "--model", str(model_dir), "--quiet", "--pixel-size", "0.0042um"]) == 0
     assert capsys.readouterr().err == ""
     rows = _rows(tmp_path / "out/images.csv")
-    assert [r["pixel_size_source"] for r in rows] == ["option", "option"]
-    assert [r["scaling_source"] for r in rows] == ["option", "option"]
+    assert [r["pixel_size_source"] for r in rows] == ["--pixel-size", "--pixel-size"]
+    assert [r["scaling_source"] for r in rows] == ["--pixel-size", "--pixel-size"]
     assert [float(r["pixel_size_nm"]) for r in rows] == pytest.approx([4.2, 4.2])
     assert tifffile.TiffFile(tmp_path / "out/labels/f0.tif").imagej_metadata["unit"] == "um"
 
