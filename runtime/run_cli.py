@@ -126,6 +126,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="images decoded ahead of inference; memory holds about N+1 decoded images (default: 2)")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="skip the QC overlay PNGs")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary; failures and warnings still print")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDR",
+                       help="send the images to a running Dask cluster, e.g. tcp://HOST:8786; workers read inputs and "
+                            "the model by path and write into OUT (README: Many machines; needs the [cluster] extra)")
+    where.add_argument("--workers", type=_positive, metavar="N",
+                       help="start N worker processes here: one per GPU, or on a CPU each with cores/N threads "
+                            "(--threads sets them); needs the [cluster] extra")
     return p
 
 
@@ -175,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                        mask_threshold=args.mask_threshold, overwrite=args.overwrite, recursive=args.recursive,
                        quiet=args.quiet, read_ahead=args.read_ahead, threads=args.threads, overlays=args.overlays,
                        scale_estimate=args.scale_estimate, skip_data_bars=args.skip_data_bars)
+    if args.scheduler or args.workers:  # the same outputs, made by a Dask cluster's workers
+        from .cluster.command import run_command
+
+        return run_command(items, out, config, args.scheduler, args.workers, err)
     if config.threads:
         import torch
 

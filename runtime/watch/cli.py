@@ -90,6 +90,12 @@ def watch_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-data-bars", action="store_true",
                    help="segment whole frames, including a flat data bar along an edge (as mito-run)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDR",
+                       help="segment on a running Dask cluster (tcp://HOST:8786); this daemon keeps the journal "
+                            "(README: Many machines; needs the [cluster] extra)")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="segment in N worker processes here (one per GPU, or cores/N threads each); needs the [cluster] extra")
     return p
 
 
@@ -152,6 +158,22 @@ def config_from_args(args: argparse.Namespace):
                        settle_s=args.settle, once=args.once, max_attempts=args.retries + 1, backoff_s=args.backoff)
 
 
+def _processor_factory(args: argparse.Namespace, cfg, run_cfg):
+    """The model here (`PipelineProcessor`), or on a cluster (`cluster.watch.ClusterProcessor`)."""
+    if not (args.scheduler or args.workers):
+        from .processor import PipelineProcessor
+
+        return lambda: PipelineProcessor(cfg.out_dir, run_cfg)
+
+    def on_cluster():
+        from ..cluster.start import open_connection
+        from ..cluster.watch import ClusterProcessor
+
+        return ClusterProcessor(cfg.out_dir, run_cfg, open_connection(args.scheduler, args.workers, run_cfg.device, None))
+
+    return on_cluster
+
+
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "status":
@@ -163,8 +185,23 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     if not args.in_dir.is_dir():
         print(f"mito-watch: {args.in_dir}: not a folder", file=sys.stderr)
         return 1
+    if args.workers is not None and args.workers < 1:
+        print("mito-watch: --workers must be >= 1", file=sys.stderr)
+        return 1
+    if args.scheduler or args.workers:
+        from ..cluster import ClusterError, require_distributed
+
+        try:
+            require_distributed()
+        except ClusterError as exc:
+            print(f"mito-watch: {exc}", file=sys.stderr)
+            return 1
     try:
         cfg = config_from_args(args)
+        if args.workers:  # a burst keeps every worker busy (the daemon sends a burst at a time)
+            from dataclasses import replace
+
+            cfg = replace(cfg, batch=max(cfg.batch, 2 * args.workers))
         from .daemon import open_output
 
         open_output(cfg.out_dir)
@@ -178,14 +215,13 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
         from .daemon import StartupError, serve
         from .journal import JournalError
         from .lock import AlreadyRunning
-        from .processor import PipelineProcessor
 
         run_cfg = RunConfig(model_dir=args.model, backend=args.backend, precision=args.precision, device=args.device, pixel_size_nm=args.pixel_size,
                             batch=args.batch, recursive=args.recursive, quiet=True, overlays=not args.no_overlays,
                             scale_estimate=args.scale_estimate,
                             skip_data_bars=not args.keep_data_bars)
         try:
-            return serve(cfg, lambda: PipelineProcessor(cfg.out_dir, run_cfg), stop=stop)
+            return serve(cfg, _processor_factory(args, cfg, run_cfg), stop=stop)
         except (AlreadyRunning, JournalError, StartupError) as exc:
             log.error("%s", exc)
             return 1

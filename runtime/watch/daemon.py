@@ -2,7 +2,9 @@
 
 Single-threaded on purpose: one file is in `processing` at a time, every state
 change is committed before the next step, and the only other thread (watchdog)
-just wakes the loop. Exactly-once comes from three rules: a file is marked done
+just wakes the loop. With a cluster (`--scheduler`/`--workers`: a processor with
+`process_many`) a whole burst is marked `processing` and sent out at once; each
+outcome is still committed here, one at a time, as it comes back. Exactly-once comes from three rules: a file is marked done
 only after its record is durably written; a row found in `processing` at start
 is finished from its record if that record is for the same content (the
 record carries the content hash), else redone; outputs are keyed by input path
@@ -58,6 +60,22 @@ def rss_bytes() -> int | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A file marked processing: what committing its outcome needs."""
+
+    row: FileRow
+    path: Path
+    sig: tuple[int, int]
+    digest: str
+    attempts: int  # this one included
+    final: bool  # the last attempt: a failure is recorded
+
+
+def _unexpected(exc: BaseException) -> Outcome:
+    return Outcome(FAILED_UNRECORDED, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
 
 
 class WatchDaemon:
@@ -209,6 +227,10 @@ class WatchDaemon:
         if self._clock() < self._paused_until:
             return
         due = self.journal.due(limit=self.cfg.batch)
+        if hasattr(self.processor, "process_many") and len(due) > 1:  # a cluster: the whole burst in flight at once
+            self._process_concurrently(due)
+            self._rebuild_tables()
+            return
         for i, row in enumerate(due):
             if self.stopping or self._clock() < self._paused_until:
                 break
@@ -219,6 +241,57 @@ class WatchDaemon:
         self._rebuild_tables()
 
     def _process_one(self, row: FileRow) -> None:
+        taken = self._take(row)
+        if taken is None:
+            return
+        try:
+            self._in_process = True
+            outcome = self.processor.process(taken.path, row.key, taken.digest, final=taken.final)
+        except Abandon:
+            self.journal.requeue(row.rel, "abandoned by a second stop signal", refund=True)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug or a device error in one file must not stop the daemon
+            log.exception("%s: unexpected error", row.rel)
+            outcome = _unexpected(exc)
+        finally:
+            self._in_process = False
+        self._settle(taken, outcome)
+
+    def _process_concurrently(self, due: list[FileRow]) -> None:
+        """Every due file taken (journal: processing) and handed to the processor at once; each outcome is
+        committed as it comes back, exactly as `_process_one` commits its one."""
+        taken = []
+        for row in due:
+            if self.stopping or self._clock() < self._paused_until:
+                break
+            t = self._take(row)
+            if t is not None:
+                taken.append(t)
+        if not taken:
+            return
+        left = dict(enumerate(taken))
+        outcomes = self.processor.process_many([(t.path, t.row.key, t.digest, t.final) for t in taken])
+        try:
+            self._in_process = True
+            for i, outcome in outcomes:
+                self._in_process = False  # a second signal abandons images, never the bookkeeping
+                t = left.pop(i)
+                if isinstance(outcome, BaseException):
+                    log.error("%s: unexpected error: %s", t.row.rel, outcome)
+                    outcome = _unexpected(outcome)
+                self._settle(t, outcome)
+                self._heartbeat()
+                self._in_process = True
+        except Abandon:
+            for t in left.values():
+                self.journal.requeue(t.row.rel, "abandoned by a second stop signal", refund=True)
+            raise
+        finally:
+            self._in_process = False
+            outcomes.close()  # cancels what is still out
+
+    def _take(self, row: FileRow) -> _Taken | None:
+        """Check, hash and mark `row` processing; None when it is not to be processed now."""
         rel, path = row.rel, self.cfg.in_dir / row.rel
         sig = signature(path)
         if sig is None:
@@ -227,34 +300,28 @@ class WatchDaemon:
                 self.journal.forget(rel)
             else:
                 self.journal.unchanged(rel, row.size, row.mtime_ns)  # keep the earlier version's result
-            return
+            return None
         if sig != row.signature:  # changed after it settled: settle the new version first
             self.settler.observe(rel, sig)
             self.journal.defer(rel, self.cfg.settle_s)
-            return
+            return None
         try:
             digest = file_sha256(path)
         except OSError as exc:
             self.journal.start(rel, *sig, row.sha256 or "")
             self._attempt_failed(row, f"cannot read file: {exc.strerror or exc}", row.attempts + 1, row.sha256 or "")
-            return
+            return None
         if row.outcome is not None and row.sha256 == digest:
             log.info("%s: rewritten with identical content; keeping its %s result", rel, row.outcome)
             self.journal.unchanged(rel, *sig)
-            return
+            return None
         self.journal.start(rel, *sig, digest)
         attempts = row.attempts + 1
-        try:
-            self._in_process = True
-            outcome = self.processor.process(path, row.key, digest, final=attempts >= self.cfg.max_attempts)
-        except Abandon:
-            self.journal.requeue(rel, "abandoned by a second stop signal", refund=True)
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bug or a device error in one file must not stop the daemon
-            log.exception("%s: unexpected error", rel)
-            outcome = Outcome(FAILED_UNRECORDED, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
-        finally:
-            self._in_process = False
+        return _Taken(row, path, sig, digest, attempts, attempts >= self.cfg.max_attempts)
+
+    def _settle(self, taken: _Taken, outcome: Outcome) -> None:
+        """Commit one processed file's outcome (done, retry, failed, or redo if it changed meanwhile)."""
+        row, rel, path, sig, digest, attempts = taken.row, taken.row.rel, taken.path, taken.sig, taken.digest, taken.attempts
         self._tables_stale = True
         if signature(path) != sig:
             log.info("%s: changed while it was processed; it is redone once it settles", rel)
