@@ -27,8 +27,7 @@ from ..runtime.backends.torch_backend import Trunk, TorchBackend, strict_fp32
 from ..runtime.image_io import read_image
 from ..runtime.instances import Instances
 from ..runtime.manifest import Manifest
-from ..runtime.normalize import normalize
-from ..runtime.scale import rescale_image
+from ..runtime.prepare import preprocess
 from ..runtime.segment import segment_scaled
 from ..runtime.tiling import TileGrid
 from ..runtime.matching import match_image, pooled_stats
@@ -88,10 +87,11 @@ def as_the_runtime_sees(images: Sequence[VerifyImage], model: torch.nn.Module, m
     pixel size, at the scale the runtime estimates. Why: INT8 ranges calibrated on a bar or at a 4x wrong
     scale are ranges of inputs the runtime never feeds, and agreement checked there proves nothing."""
     from ..runtime.image_io import ImageData
+    from ..runtime.scale_memory import ScaleMemory
     from ..runtime.segmenter import choose_view
 
     backend = TorchBackend(model, manifest.tile, 1, "cpu", manifest.score_threshold)
-    estimates: dict = {}  # one per image size and pixel size, as the runtime does
+    estimates = ScaleMemory()  # shared by frames as the runtime shares them
     out = []
     for image in images:
         view = choose_view(ImageData(Path(image.name), image.array, image.pixel_size_nm), image.pixel_size_nm,
@@ -124,10 +124,12 @@ def synthetic_images(manifest: Manifest, n: int = 2, seed: int = 0) -> list[Veri
 
 
 def prepare(image: VerifyImage, manifest: Manifest) -> tuple[np.ndarray, float]:
-    """Normalised image at the model's pixel size, and the output pixels per model pixel."""
+    """The model's input (`runtime.prepare.preprocess`, as `mito-run` and `mito-train` make it) and the output
+    pixels per model pixel. Frames from files are already the runtime's view, data bar left out
+    (`as_the_runtime_sees`)."""
     px = image.pixel_size_nm or manifest.default_input_pixel_size_nm
     factor = px / manifest.pixel_size_nm
-    return rescale_image(normalize(image.array, manifest.normalization), factor), 1.0 / factor
+    return preprocess(image.array, manifest.normalization, factor), 1.0 / factor
 
 
 def segment_image(backend: Backend, manifest: Manifest, image: VerifyImage) -> Instances:

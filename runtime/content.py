@@ -105,3 +105,12 @@ def content_box(image: np.ndarray) -> ContentBox:
     if bottom - top < h / 2 or right - left < w / 2:  # not a data bar: a mostly flat image
         return ContentBox(0, h, 0, w, (h, w))
     return ContentBox(top, bottom, left, right, (h, w))
+
+
+def specimen_box(image: np.ndarray, skip_data_bars: bool = True) -> ContentBox | None:
+    """The specimen region the model is shown, or None for the whole frame (no data bar, or `skip_data_bars`
+    off): the one place `mito-run`, `mito-train` and `mito-export` decide it."""
+    if not skip_data_bars:
+        return None
+    box = content_box(image)
+    return None if box.is_whole else box

@@ -157,7 +157,8 @@ def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: 
         "pixel_size_nm": px.nm if px else None, "pixel_size_x_nm": px.x_nm if px else None,
         "pixel_size_y_nm": px.y_nm if px else None, "pixel_size_source": source, "pixel_size_note": note,
         "scaling_pixel_size_nm": seg.scaling_pixel_size_nm,
-        "scaling_source": seg.reported_scaling_source(source), "path": str(decoded.item.path), **{k: _clean(v) for k, v in summary.items()},
+        "scaling_source": seg.reported_scaling_source(source), "scale_estimate": seg.estimate_number,
+        "path": str(decoded.item.path), **{k: _clean(v) for k, v in summary.items()},
     })
     timer.add("write", time.perf_counter() - t1)
     return _Plane(visible, shape, labels if decoded.n_planes == 1 else None)

@@ -2,10 +2,11 @@
 
 `Segmenter` loads the model once and runs, per image: leave out an
 instrument's data bar (`content`) -> estimate the scale of an image without a
-pixel size, or check a given one (`scale_probe`) -> normalise (the
-manifest's percentiles over the specimen region) -> rescale to the model's pixel
-size (area interpolation) -> tile -> infer (backend) -> paste + stitch back at
-full input resolution (`segment.segment_scaled`). It times each stage.
+pixel size, or check a given one (`scale_probe`; `scale_memory` says which
+frames share an estimate) -> normalise (the manifest's percentiles over the
+specimen region) and rescale to the model's pixel size (`prepare.preprocess`,
+the trainer's preprocessing too) -> tile -> infer (backend) -> paste + stitch
+back at full input resolution (`segment.segment_scaled`). It times each stage.
 
 Normalising and rescaling happen together in row strips (`prepare`), so a
 20000x20000 frame never exists as a full-size float copy.
@@ -21,14 +22,15 @@ import numpy as np
 
 from .backends import Backend
 from .backends.select import BackendOptions, select_backend
-from .content import ContentBox, content_box
+from .content import ContentBox, specimen_box
 from .image_io import ImageData
 from .instances import Instances
 from .manifest import MANIFEST, Manifest, load_model, weights_sha256
 from .pixel_size import NONE, OPTION, PixelSize, as_pixel_size
-from .prepare import prepare
+from .prepare import preprocess
 from .scale import axis_factors, inverse
 from .scale_limit import check_scaled_size
+from .scale_memory import NEVER, Expiry, ScaleMemory, estimate_key, instrument_tags
 from .scale_probe import SCALE_ESTIMATE_MODES, ScaleEstimate, estimate_pixel_size
 from .segment import segment_scaled
 
@@ -83,8 +85,9 @@ class Segmentation:
     timings: dict[str, float]  # scale, infer, stitch (seconds)
     scaling_source: str = "given"  # given (file or option), default (assumed), estimated (scale_probe)
     estimate: ScaleEstimate | None = None  # the probe's coverages, when it ran
-    estimated_from: str = ""  # the image the estimate was made on (the first one of this size)
+    estimated_from: str = ""  # the image the estimate was made on (see `scale_memory` for which frames share one)
     content: ContentBox | None = None  # the specimen region segmented (None: the whole frame)
+    estimate_number: int | None = None  # which of run.json's `scale_estimates` was used
     scaling: PixelSize | None = None  # x and y scaled from (None: square, `scaling_pixel_size_nm`)
 
     @property
@@ -118,7 +121,7 @@ class Segmentation:
         px = self.scaling_pixel_size_nm
         if self.scaling_source == "estimated":
             return (f"{why}: areas are in px; scale estimated as {px:.3g} nm per pixel from "
-                    f"{Path(self.estimated_from).name} (once per image size; at the default {self.estimate.default_nm:g} nm the "
+                    f"{Path(self.estimated_from).name} (shared by frames of its size, folder and instrument; at the default {self.estimate.default_nm:g} nm the "
                     f"model found far fewer mitochondria; set --pixel-size if you know it)")
         if self.estimate is not None:
             return (f"{why}: areas are in px; scaled for the model at the default {px:g} nm per pixel, "
@@ -150,39 +153,39 @@ class View:
     scaling_source: str  # given, default or estimated (as `Segmentation`)
     estimate: ScaleEstimate | None
     estimated_from: str
+    estimate_number: int | None = None  # the estimate's number in its `ScaleMemory`
     scaling: PixelSize | None = None  # non-square pixels: x and y, each axis scaled by its own (no estimate)
 
 
 def choose_view(image: ImageData, pixel_size_nm: PixelSize | float | None, backend: Backend, manifest: Manifest,
-                scale_estimate: str = "auto", skip_data_bars: bool = True,
-                estimates: dict[tuple[int, int, float | None], tuple[ScaleEstimate, str]] | None = None) -> View:
+                scale_estimate: str = "auto", skip_data_bars: bool = True, estimates: ScaleMemory | None = None) -> View:
     """Leave out a data bar, then estimate the scale of an image without a pixel size or check a given one.
 
-    `estimates` caches one estimate per image size and given pixel size across calls (frames of one size
-    from one instrument share a scale, and the probe costs ~5 tiles of inference). Shared by `Segmenter`
-    and `mito-export`, so frames are verified and calibrated on exactly what `mito-run` segments.
-    Non-square pixels are scaled by their calibration, unchecked: the probe tries square pixel sizes only.
+    `estimates` keeps estimates across calls, for the frames `scale_memory` says share one (the probe
+    costs up to `scale_probe.MAX_TILES` tiles). Shared by `Segmenter` and `mito-export`, so frames are
+    verified and calibrated on exactly what `mito-run` segments. Non-square pixels are scaled by their
+    calibration, unchecked: the probe tries square pixel sizes only.
     """
-    box = content_box(image.array) if skip_data_bars else None
-    box = None if box is None or box.is_whole else box
+    box = specimen_box(image.array, skip_data_bars)
     array = image.array if box is None else box.crop(image.array)
     given = as_pixel_size(pixel_size_nm)
     if given is not None and not given.is_square:
         return View(array, box, given.nm, "given", None, "", scaling=given)
     pixel_size_nm = given.nm if given is not None else None
-    estimate, source, origin = None, "given" if pixel_size_nm else "default", ""
+    estimate, source, origin, number = None, "given" if pixel_size_nm else "default", "", None
     if scale_estimate != "off":
-        estimates = {} if estimates is None else estimates
-        key = (*image.array.shape[:2], pixel_size_nm or None)
-        if key not in estimates:
-            estimates[key] = (estimate_pixel_size(backend, array, manifest, pixel_size_nm), str(image.path))
-        estimate, origin = estimates[key]
+        estimates = ScaleMemory() if estimates is None else estimates
+        key = estimate_key(image.path, image.array, pixel_size_nm, instrument_tags(image.path))
+        entry = estimates.recall(key)
+        if entry is None:
+            entry = estimates.remember(key, estimate_pixel_size(backend, array, manifest, pixel_size_nm), str(image.path))
+        estimate, origin, number = entry.estimate, entry.origin, entry.number
         if not pixel_size_nm:
             pixel_size_nm, source = estimate.pixel_size_nm, ("estimated" if estimate.moved else "default")
         elif scale_estimate == "always" and estimate.moved:
             pixel_size_nm, source = estimate.pixel_size_nm, "estimated"
     px = pixel_size_nm or manifest.default_input_pixel_size_nm
-    return View(array, box, px, source, estimate, origin)
+    return View(array, box, px, source, estimate, origin, number)
 
 
 class Segmenter:
@@ -192,7 +195,7 @@ class Segmenter:
                  batch: int | None = None, tile: int | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
                  precision: str = "auto", threads: int | None = None, scale_estimate: str = "auto",
-                 skip_data_bars: bool = True):
+                 skip_data_bars: bool = True, scale_expiry: Expiry = NEVER):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         model, manifest = load_model(self.model_dir)
         if tile is not None and tile != manifest.tile:
@@ -217,9 +220,8 @@ class Segmenter:
             raise ValueError(f"scale_estimate must be one of {SCALE_ESTIMATE_MODES}, not {scale_estimate!r}")
         self.scale_estimate = scale_estimate
         self.skip_data_bars = skip_data_bars  # segment only the specimen, not an instrument's data bar (content.py)
-        # one estimate per image size (and given pixel size): frames of one size from one instrument share a
-        # scale, and the probe costs ~5 tiles of inference, more than a whole small image
-        self.scale_estimates: dict[tuple[int, int, float | None], tuple[ScaleEstimate, str]] = {}
+        # estimates shared by frames of one size, folder and instrument until `scale_expiry` (scale_memory)
+        self.scale_estimates = ScaleMemory(scale_expiry)
 
     def factor_for(self, pixel_size_nm: PixelSize | float | None) -> tuple[float, float]:
         """(input pixel size used for scaling, factor): unknown sizes assume the manifest's default."""
@@ -251,7 +253,7 @@ class Segmenter:
             factor = self._factor(view.scaling)
         if view.scaling_source != "given":  # the default or an estimate: checked as what the model is shown
             check_scaled_size(array.shape[:2], factor, f"{px:.6g} nm ({view.scaling_source})", m.pixel_size_nm)
-        scaled = prepare(array, m.normalization, factor)
+        scaled = preprocess(image.array, m.normalization, factor, box)
         t1 = time.perf_counter()
         instances = segment_scaled(timed, scaled, array.shape[:2], inverse(factor), m.overlap, m.score_threshold,
                                    m.mask_threshold)
@@ -261,4 +263,4 @@ class Segmenter:
         timings = {"scale": t1 - t0 - probe.seconds, "infer": timed.seconds + probe.seconds, "stitch": (t2 - t1) - timed.seconds}
         mean_factor = float(np.sqrt(np.prod(axis_factors(factor))))  # one number: geometric mean of the axes
         return Segmentation(instances, px, mean_factor, timings, view.scaling_source, view.estimate, view.estimated_from, box,
-                            scaling=view.scaling)
+                            view.estimate_number, scaling=view.scaling)

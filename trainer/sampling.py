@@ -1,4 +1,10 @@
-"""From labelled images to training crops and Mask R-CNN targets at the model's pixel size."""
+"""From labelled images to training crops and Mask R-CNN targets at the model's pixel size.
+
+Each image is preprocessed by the runtime's own `prepare.preprocess`: an
+instrument's data bar left out (`content.specimen_box`), the specimen
+normalised by its own percentiles, rescaled. So the model is trained on the
+numbers `mito-run` feeds it (it once normalised the whole frame, bar included).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..runtime.normalize import Normalization, normalize
+from ..runtime.content import ContentBox, specimen_box
+from ..runtime.normalize import Normalization
+from ..runtime.prepare import preprocess
 from ..runtime.scale import rescale_image, rescale_labels
 from .importers.types import LabelledImage
 
@@ -14,8 +22,13 @@ from .importers.types import LabelledImage
 @dataclass
 class ScaledImage:
     name: str
-    image: np.ndarray  # float32, normalised, at model pixel size
-    labels: np.ndarray  # int32 at model pixel size
+    image: np.ndarray  # float32, normalised, at model pixel size: the specimen region only
+    labels: np.ndarray  # int32 at model pixel size, the same region
+    content: ContentBox | None = None  # the specimen region of the original frame (None: all of it)
+
+    def specimen_labels(self, labels: np.ndarray) -> np.ndarray:
+        """The original frame's `labels` on the region this image shows (at the original's resolution)."""
+        return labels if self.content is None else self.content.crop(labels)
 
 
 def input_pixel_size(item: LabelledImage, override_nm: float | None, default_nm: float) -> float:
@@ -28,9 +41,10 @@ def scale_dataset(items: list[LabelledImage], norm: Normalization, model_px_nm: 
     out = []
     for it in items:
         factor = input_pixel_size(it, override_nm, default_nm) / model_px_nm
-        img = rescale_image(normalize(it.image, norm), factor)
-        lab = rescale_labels(it.labels.astype(np.int32), factor)
-        out.append(ScaledImage(it.name, img, lab))
+        box = specimen_box(it.image)
+        img = preprocess(it.image, norm, factor, box)
+        labels = it.labels if box is None else box.crop(it.labels)
+        out.append(ScaledImage(it.name, img, rescale_labels(labels.astype(np.int32), factor), box))
     return out
 
 

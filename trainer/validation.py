@@ -31,10 +31,10 @@ def validate(model: torch.nn.Module, scaled: list[ScaledImage], originals: list[
     backend = TorchBackend(model, tile=tile, batch=1, device=device, score_threshold=RAW_SCORE)
     raw = [infer_tiles(backend, s.image, overlap) for s in scaled]
     model.train(was_training)
-    gts = [o.labels for o in originals]
+    gts = [s.specimen_labels(o.labels) for s, o in zip(scaled, originals)]  # the region the model was shown
     best_mask = None
     for mask_thr in MASK_CANDIDATES:
-        preds = [assemble(r, o.labels.shape, f, RAW_SCORE, mask_thr) for r, o, f in zip(raw, originals, factors)]
+        preds = [assemble(r, g.shape, f, RAW_SCORE, mask_thr) for r, g, f in zip(raw, gts, factors)]
         ap = coco_mask_ap(gts, preds)
         if best_mask is None or ap["mask_AP"] > best_mask[1]["mask_AP"]:
             best_mask = (mask_thr, ap)

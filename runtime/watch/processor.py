@@ -21,6 +21,7 @@ from typing import Protocol
 from ..names import OutputNames
 from ..pipeline import RunConfig, process_decoded, rebuild_tables, write_failure
 from ..reader import Decoded, InputItem, decode
+from ..scale_memory import WATCH_EXPIRY
 from ..segmenter import Segmenter
 from ..writers import atomic_write_bytes
 from ..writers.run_info import run_info
@@ -91,14 +92,14 @@ def _close_prepared(future: Future) -> None:
 
 
 class PipelineProcessor:
-    """The real thing: the model is loaded once here and stays warm."""
+    """The real thing: the model is loaded once here and stays warm; a scale estimate expires (WATCH_EXPIRY)."""
 
     def __init__(self, out_dir: Path, config: RunConfig, segmenter: Segmenter | None = None):
         self.out_dir, self.config = Path(out_dir), config
         self.segmenter = segmenter or Segmenter(config.model_dir, config.backend, config.device, config.batch, config.tile,
                                                 precision=config.precision, threads=config.threads,
                                                 scale_estimate=config.scale_estimate,
-                                                skip_data_bars=config.skip_data_bars)
+                                                skip_data_bars=config.skip_data_bars, scale_expiry=WATCH_EXPIRY)
         self._started = time.time()
         self._timings: dict[str, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mito-watch-read")

@@ -47,6 +47,7 @@ def run_info(segmenter, config, summary) -> dict:
     processed = [r for r in summary.results if not r.skipped]
     planes = sum(len(r.image_rows) for r in processed if r.ok)
     busy = sum(summary.timings.values())
+    memory = getattr(segmenter, "scale_estimates", None)  # a runtime.scale_memory.ScaleMemory
     return {
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
@@ -73,11 +74,9 @@ def run_info(segmenter, config, summary) -> dict:
             "tile": segmenter.backend.tile,
             "batch": segmenter.backend.batch,
         },
-        "scale_estimates": [  # given_pixel_size_nm: null for images without one, else the calibration it checked
-            {"width": w, "height": h, "given_pixel_size_nm": given, "estimated_from": origin, "pixel_size_nm": e.pixel_size_nm,
-             "default_nm": e.default_nm, "moved": e.moved, "coverage_by_pixel_size_nm": {f"{k:.4g}": round(v, 4) for k, v in e.coverage.items()}}
-            for (h, w, given), (e, origin) in getattr(segmenter, "scale_estimates", {}).items()
-        ],
+        # every estimate made (images.csv's scale_estimate is its number); given_pixel_size_nm: null for images
+        # without one, else the calibration it checked
+        "scale_estimates": [r.to_dict() for r in memory.made()] if memory is not None else [],
         "calibration": calibration_info(processed),
         "config": _jsonable(asdict(config)),
         "counts": {

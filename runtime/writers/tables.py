@@ -26,7 +26,7 @@ RECORDS = "records"
 # pixel_size_source: `pixel_size.SOURCES`; pixel_size_note: an implausible calibration ignored, or disagreeing ones
 IMAGE_COLUMNS = ["image", "plane", "status", "error", "width", "height", "pixel_size_nm", "pixel_size_x_nm",
                  "pixel_size_y_nm", "pixel_size_source", "pixel_size_note",
-                 "scaling_pixel_size_nm", "scaling_source", "path", *measure.IMAGE_COLUMNS, "time_s"]
+                 "scaling_pixel_size_nm", "scaling_source", "scale_estimate", "path", *measure.IMAGE_COLUMNS, "time_s"]
 OBJECT_COLUMNS = ["image", "plane", *measure.OBJECT_COLUMNS]
 
 

@@ -88,3 +88,46 @@ def test_scale_jitter_resizes_image_and_labels_together():
             areas.append(int((lab == 1).sum()))
     assert len(areas) >= 3 and max(areas) / min(areas) > 1.2  # object sizes in pixels vary with the zoom
     assert min(areas) > 1600 * np.exp(-0.6) * 0.9 and max(areas) < 1600 * np.exp(0.6) * 1.1
+
+
+def test_a_training_image_with_a_data_bar_is_what_mito_run_feeds_the_model(tiny_model_dir, monkeypatch):
+    """The trainer's sample and the runtime's input are one function's output: the specimen only, normalised
+    by the specimen's percentiles (the bar's black would otherwise be the 1st percentile), at one scale."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    from mito_run_helpers import with_data_bar
+
+    import mitotally.runtime.segmenter as segmenter_module
+    from mitotally.runtime.image_io import ImageData
+    from mitotally.runtime.instances import Instances
+    from mitotally.runtime.normalize import Normalization, normalize
+    from mitotally.runtime.scale import rescale_image
+    from mitotally.trainer.importers.types import LabelledImage
+    from mitotally.trainer.sampling import scale_dataset
+
+    rng = np.random.default_rng(5)
+    specimen = np.clip(rng.normal(150, 30, (300, 400)), 20, 255).astype(np.uint8)  # nothing near 0: the bar is darker
+    frame = with_data_bar(specimen, 40)
+    labels = np.zeros(frame.shape, np.int32)
+    labels[100:140, 200:260] = 1
+    norm = Normalization()
+    (scaled,) = scale_dataset([LabelledImage("bar", Path("bar.png"), frame, labels, 5.0)], norm, 10.0, None, 5.0)
+
+    seen = {}
+
+    def capture(backend, array, out_shape, *args):  # what the runtime hands the model, and no instances
+        seen["input"] = array
+        return Instances.from_label_image(np.zeros(out_shape, np.int32))
+
+    monkeypatch.setattr(segmenter_module, "segment_scaled", capture)
+    segmenter = segmenter_module.Segmenter(tiny_model_dir, "torch", "cpu", scale_estimate="off")
+    segmenter.segment(ImageData(Path("bar.png"), frame, 5.0), 5.0)
+    np.testing.assert_array_equal(scaled.image, seen["input"])  # the very numbers mito-run segments
+    assert scaled.content is not None and scaled.content.bottom == 300 and scaled.image.shape == (150, 200)
+    assert scaled.labels.shape == scaled.image.shape and scaled.labels.max() == 1
+    np.testing.assert_array_equal(scaled.specimen_labels(labels), labels[:300])
+    # what training used to see: the whole frame normalised, the bar setting the low percentile
+    old = rescale_image(normalize(frame, norm), 0.5)[:150]
+    assert np.abs(old - scaled.image).mean() > 0.05
