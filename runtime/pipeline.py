@@ -116,6 +116,8 @@ class _Segmented:
     px: PixelSize | None  # pixel size for measurements (None: unknown)
     source: str  # where `px` came from: `pixel_size.SOURCES`
     seg: Segmentation
+    labels: np.ndarray | None = None  # given instead of painting seg's instances (corrected by hand): ids 1..N
+    scores: dict[int, float] | None = None  # the model's score of each given label id (others: NaN)
 
 
 def _segment_plane(image: ImageData, segmenter: Segmenter, config: RunConfig, timer: _Timer) -> _Segmented:
@@ -126,19 +128,58 @@ def _segment_plane(image: ImageData, segmenter: Segmenter, config: RunConfig, ti
     return _Segmented(image, px, source, seg)
 
 
+def segment_image(image: ImageData, segmenter: Segmenter, config: RunConfig) -> _Segmented:
+    """One 2-D image through the model as `process_file` segments it; nothing measured or written yet.
+
+    For callers that show or correct a result before writing it (the napari plugin): `measure_plane`
+    gives its labels and rows, `process_segmented` writes its outputs (given labels set on it, if any)."""
+    return _segment_plane(image, segmenter, config, _Timer())
+
+
+@dataclass
+class Measured:
+    """One plane's objects as every output describes them."""
+
+    labels: np.ndarray  # HxW label image, ids 1..N, 0 = background
+    visible: Instances  # visible[k] holds exactly the pixels of label k + 1, with its score
+    rows: list[dict]  # `measure.OBJECT_COLUMNS`, one per id, ascending
+    summary: dict  # `measure.IMAGE_COLUMNS`, over the specimen region when a data bar was left out
+
+
+def measure_plane(segmented: _Segmented) -> Measured:
+    """Paint the instances by the one rule (`paint_instances`), or take the given labels as they are, and measure."""
+    image, px, seg = segmented.image, segmented.px, segmented.seg
+    shape = image.array.shape[:2]
+    if segmented.labels is None:
+        painted = paint_instances(seg.instances, shape)  # the one rule every output follows
+        labels, visible = painted.labels, painted.visible
+    else:
+        labels = np.asarray(segmented.labels)
+        if labels.shape != shape:
+            raise ValueError(f"given labels {labels.shape} differ from the image's {shape}")
+        given = segmented.scores or {}
+        ids = np.unique(labels)
+        ids = ids[ids != 0]
+        if len(ids) and ids[-1] != len(ids):
+            raise ValueError("given labels must be numbered 1..N (skimage.segmentation.relabel_sequential)")
+        visible = Instances.from_label_image(labels, np.array([given.get(int(i), math.nan) for i in ids], np.float32))
+    scores = {k + 1: float(s) for k, s in enumerate(visible.scores)}
+    box = seg.content  # None: the whole frame is specimen
+    view = None if box is None else (box.top, box.left, box.bottom, box.right)
+    rows = measure_instances(labels, image.array, px, scores, view) if len(visible) else []
+    return Measured(labels, visible, rows, summarize_image(rows, shape if box is None else box.content_shape, px))
+
+
 def _measure_plane(decoded: Decoded, index: int, segmented: _Segmented, config: RunConfig, out_dir: Path,
                    timer: _Timer, result: ImageResult) -> _Plane:
     """Paint, measure and write one segmented plane (no model: may run off the main thread)."""
     image, px, source, seg = segmented.image, segmented.px, segmented.source, segmented.seg
     t0 = time.perf_counter()
     shape = image.array.shape[:2]
-    painted = paint_instances(seg.instances, shape)  # the one rule every output below follows
-    labels, visible, ids, scores = painted.labels, painted.visible, painted.ids, painted.visible.scores
+    measured = measure_plane(segmented)  # every output below describes these objects
+    labels, visible, rows, summary = measured.labels, measured.visible, measured.rows, measured.summary
+    ids, scores = np.arange(1, len(visible) + 1), visible.scores
     plane = index + 1
-    box = seg.content  # None: the whole frame is specimen
-    view = None if box is None else (box.top, box.left, box.bottom, box.right)
-    rows = measure_instances(labels, image.array, px, {int(i): float(s) for i, s in zip(ids, scores)}, view) if len(ids) else []
-    summary = summarize_image(rows, shape if box is None else box.content_shape, px)
     result.object_rows += [{"image": decoded.item.key, "plane": plane, **{k: _clean(v) for k, v in r.items()}} for r in rows]
     t1 = time.perf_counter()
     timer.add("measure", t1 - t0)
@@ -219,8 +260,10 @@ def _failure(job: _Job, exc: Exception, planes_done: int) -> ImageResult:
     return failed(key, path, f"cannot process: {type(exc).__name__}: {text}", totals, info, name)
 
 
-def _start(decoded: Decoded, segmenter: Segmenter, out_dir: Path, config: RunConfig, source: dict | None = None) -> _Job:
-    """Run the model on a single-plane input (a stack waits for `_complete`); unreadable inputs are final here."""
+def _start(decoded: Decoded, segmenter: Segmenter | None, out_dir: Path, config: RunConfig, source: dict | None = None,
+           segmented: _Segmented | None = None) -> _Job:
+    """Run the model on a single-plane input (a stack waits for `_complete`), unless it was `segmented` already;
+    unreadable inputs are final here."""
     key, path = decoded.item.key, decoded.item.path
     timer = _Timer()
     timer.add("read", decoded.read_s)
@@ -228,6 +271,10 @@ def _start(decoded: Decoded, segmenter: Segmenter, out_dir: Path, config: RunCon
     job = _Job(decoded, Path(out_dir), config, timer, ImageResult(key, str(path), source=info, name=decoded.item.name))
     if decoded.error is not None:
         job.done = _finish(job.out_dir, failed(key, str(path), decoded.error, timer.totals, info, decoded.item.name), decoded)
+    elif segmented is not None:
+        for stage, s in segmented.seg.timings.items():
+            timer.add(stage, s)
+        job.first = segmented
     elif decoded.n_planes == 1:
         try:
             image, _ = next(iter(decoded.planes()))
@@ -286,6 +333,14 @@ def process_decoded(decoded: Decoded, segmenter: Segmenter, out_dir: Path, confi
                     source: dict | None = None) -> ImageResult:
     """Segment, measure and write every plane of one decoded input; always returns (and records) a result."""
     return _complete(_start(decoded, segmenter, out_dir, config, source), segmenter)
+
+
+def process_segmented(decoded: Decoded, segmented: _Segmented, out_dir: Path, config: RunConfig) -> ImageResult:
+    """Measure and write a single-plane input that `segment_image` segmented (its labels perhaps corrected),
+    exactly as `process_decoded` would; always returns (and records) a result."""
+    if decoded.error is None and decoded.n_planes != 1:
+        raise ValueError(f"{decoded.item.key}: {decoded.n_planes} planes; process_segmented takes single-plane inputs")
+    return _complete(_start(decoded, None, out_dir, config, segmented=segmented))
 
 
 def _finish(out_dir: Path, result: ImageResult, decoded: Decoded) -> ImageResult:
@@ -414,5 +469,6 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
     return summary
 
 
-__all__ = ["RunConfig", "Segmenter", "process_file", "process_decoded", "rebuild_tables", "run", "RunSummary",
+__all__ = ["RunConfig", "Segmenter", "process_file", "process_decoded", "segment_image", "measure_plane", "Measured",
+           "process_segmented", "rebuild_tables", "run", "RunSummary",
            "write_failure", "finished_result", "output_paths", "record_path", "STAGES"]
