@@ -124,7 +124,7 @@ def test_readme_demo_command_runs_on_one_sample(tmp_path):
     assert mito_run([str(sample), "-o", str(out), "--quiet"]) == 0
     rows = (out / "objects.csv").read_text().splitlines()
     assert len(rows) > 3  # header + mitochondria found by the shipped model
-    assert (out / "labels" / "lucchi_slice_150.tif.tif").exists() and (out / "overlays" / "lucchi_slice_150.tif.png").exists()
+    assert (out / "labels" / "lucchi_slice_150.tif").exists() and (out / "overlays" / "lucchi_slice_150.png").exists()
 
 
 @pytest.mark.slow
