@@ -399,6 +399,40 @@ class RunSummary:
         return sum(r.n_objects for r in self.results)
 
 
+class RunTally:
+    """What every way of running shares: output names handed out against the records in `out_dir`, finished
+    inputs reported as skipped (unless `overwrite`), results in the order they are reported, stage totals."""
+
+    def __init__(self, items: Sequence[InputItem], out_dir: Path, overwrite: bool,
+                 on_result: Callable[[ImageResult], None] | None = None):
+        names = OutputNames.of_folder(out_dir).assign(item.key for item in items)
+        self.t0 = time.perf_counter()
+        self.totals = dict.fromkeys(STAGES, 0.0)
+        self.results: list[ImageResult] = []
+        self.todo: list[InputItem] = []
+        self._on_result = on_result
+        for item in (replace(item, name=names[item.key]) for item in items):
+            done = None if overwrite else finished_result(out_dir, item.key)
+            if done is None:
+                self.todo.append(item)
+            else:
+                done.skipped = True
+                self._report(done)
+
+    def collect(self, result: ImageResult) -> None:
+        for k, v in result.timings.items():
+            self.totals[k] = self.totals.get(k, 0.0) + v
+        self._report(result)
+
+    def summary(self, interrupted: bool) -> RunSummary:
+        return RunSummary(self.results, self.totals, time.perf_counter() - self.t0, interrupted)
+
+    def _report(self, result: ImageResult) -> None:
+        self.results.append(result)
+        if self._on_result:
+            self._on_result(result)
+
+
 def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config: RunConfig,
         on_result: Callable[[ImageResult], None] | None = None) -> RunSummary:
     """Process `items` in order (finished ones skipped unless `overwrite`), then rebuild the tables.
@@ -406,29 +440,9 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
     Output names are handed out here, against the names the records in `out_dir` already hold.
     """
     out_dir = Path(out_dir)
-    names = OutputNames.of_folder(out_dir).assign(item.key for item in items)
-    items = [replace(item, name=names[item.key]) for item in items]
-    t0 = time.perf_counter()
-    totals = dict.fromkeys(STAGES, 0.0)
-    results: list[ImageResult] = []
-    todo: list[InputItem] = []
-    for item in items:
-        done = None if config.overwrite else finished_result(out_dir, item.key)
-        if done is not None:
-            done.skipped = True
-            results.append(done)
-            if on_result:
-                on_result(done)
-        else:
-            todo.append(item)
+    tally = RunTally(items, out_dir, config.overwrite, on_result)
+    todo, collect = tally.todo, tally.collect
     interrupted = False
-
-    def collect(result: ImageResult) -> None:
-        for k, v in result.timings.items():
-            totals[k] = totals.get(k, 0.0) + v
-        results.append(result)
-        if on_result:
-            on_result(result)
 
     # The model runs here, on the main thread; measuring and writing an input runs on a worker thread
     # while the model segments the next one. At most one input waits for the writer, results come back
@@ -460,7 +474,7 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
         interrupted = True
         raise
     finally:
-        summary = RunSummary(results, totals, time.perf_counter() - t0, interrupted)
+        summary = tally.summary(interrupted)
         try:
             rebuild_tables(out_dir)
             write_run_json(out_dir, segmenter, config, summary)
@@ -470,5 +484,5 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
 
 
 __all__ = ["RunConfig", "Segmenter", "process_file", "process_decoded", "segment_image", "measure_plane", "Measured",
-           "process_segmented", "rebuild_tables", "run", "RunSummary",
+           "process_segmented", "rebuild_tables", "run", "RunSummary", "RunTally",
            "write_failure", "finished_result", "output_paths", "record_path", "STAGES"]

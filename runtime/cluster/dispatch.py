@@ -19,14 +19,11 @@ What a future can end as, and what it means for its input:
 from __future__ import annotations
 
 import secrets
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
-from ..names import OutputNames
-from ..pipeline import STAGES, RunConfig, RunSummary, finished_result, write_failure
+from ..pipeline import RunConfig, RunSummary, RunTally, write_failure
 from ..reader import InputItem
 from ..results import ImageResult, failed
 from ..writers.tables import rebuild_tables
@@ -156,28 +153,8 @@ def run_on_cluster(items: Sequence[InputItem], pool: WorkerPool, out_dir: Path, 
                    on_result: Callable[[ImageResult], None] | None = None) -> RunSummary:
     """Process `items` on `pool`'s workers (finished ones skipped unless `overwrite`), then rebuild the tables."""
     out_dir = Path(out_dir)
-    names = OutputNames.of_folder(out_dir).assign(item.key for item in items)
-    items = [replace(item, name=names[item.key]) for item in items]
-    t0 = time.perf_counter()
-    totals = dict.fromkeys(STAGES, 0.0)
-    results: list[ImageResult] = []
-    todo: list[InputItem] = []
-    for item in items:
-        done = None if config.overwrite else finished_result(out_dir, item.key)
-        if done is None:
-            todo.append(item)
-            continue
-        done.skipped = True
-        results.append(done)
-        if on_result:
-            on_result(done)
-
-    def collect(result: ImageResult) -> None:
-        for k, v in result.timings.items():
-            totals[k] = totals.get(k, 0.0) + v
-        results.append(result)
-        if on_result:
-            on_result(result)
+    tally = RunTally(items, out_dir, config.overwrite, on_result)
+    todo, collect = tally.todo, tally.collect
 
     def take():
         nxt = plan.take()
@@ -199,7 +176,7 @@ def run_on_cluster(items: Sequence[InputItem], pool: WorkerPool, out_dir: Path, 
         raise
     finally:
         window.cancel()
-        summary = RunSummary(results, totals, time.perf_counter() - t0, interrupted)
+        summary = tally.summary(interrupted)
         finish_run(pool, out_dir, summary)
     return summary
 
