@@ -33,7 +33,7 @@ VALIDATION = {  # the blocks that chose the checkpoint and thresholds (recipe.to
     "lucchi": ("lucchi/train", "images", slice(-45, -25), 5.0),
     "cdeep3m": ("cdeep3m-sbem/val", "images", slice(-10, -5), 5.9),
 }
-KEYS = ("mask_AP50", "mask_AP", "f1@0.5", "precision@0.5", "recall@0.5", "median_area_error", "foreground_iou")
+KEYS = ("mask_AP50", "mask_AP", "f1@0.5", "precision@0.5", "recall@0.5", "median_area_error", "median_area_bias", "foreground_iou")
 
 
 def subset(dataset: Path, image_dir: str, part: slice, dest: Path) -> list[str]:

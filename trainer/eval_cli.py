@@ -170,7 +170,8 @@ def _json_safe(obj):
 MAIN_ROWS = (("images", "{:d}"), ("gt_instances", "{:d}"), ("pred_instances", "{:d}"), ("precision@0.5", "{:.4f}"), ("recall@0.5", "{:.4f}"),
              ("f1@0.5", "{:.4f}"), ("precision@0.75", "{:.4f}"), ("recall@0.75", "{:.4f}"), ("f1@0.75", "{:.4f}"),
              ("panoptic_quality@0.5", "{:.4f}"), ("mSA", "{:.4f}"), ("mask_AP", "{:.4f}"), ("mask_AP50", "{:.4f}"), ("mask_AP75", "{:.4f}"),
-             ("foreground_iou", "{:.4f}"), ("mean_abs_count_error", "{:.2f}"), ("median_area_error", "{:.4f}"))
+             ("foreground_iou", "{:.4f}"), ("mean_abs_count_error", "{:.2f}"), ("median_area_error", "{:.4f}"),
+             ("median_area_bias", "{:+.4f}"))
 
 
 def print_report(report: dict, console: Console, per_image: bool) -> None:

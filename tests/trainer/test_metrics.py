@@ -7,7 +7,7 @@ from pycocotools import mask as mask_utils
 
 from mitotally.runtime.instances import Instances
 from mitotally.trainer.metrics import (
-    coco_mask_ap, evaluate, foreground_iou, iou_matrix, match_image, match_pairs, median_area_error, pooled_stats, rle_from_crop,
+    coco_mask_ap, evaluate, foreground_iou, iou_matrix, match_image, match_pairs, median_area_bias, median_area_error, pooled_stats, rle_from_crop,
 )
 
 
@@ -97,6 +97,15 @@ def test_empty_everything_follows_stardist():
 def test_median_area_error():
     pred = labels_of((0, 0, 10, 11), (20, 20, 30, 32))  # areas 110 and 120 vs 100: errors 0.1 and 0.2
     assert median_area_error([match_image(GT, pred)]) == pytest.approx(0.15)
+
+
+def test_median_area_bias_keeps_the_sign():
+    # areas 80, 90, 110 against 100 each: -0.2, -0.1, +0.1
+    gt = labels_of((0, 0, 10, 10), (20, 20, 30, 30), (40, 40, 50, 50), shape=(60, 60))
+    pred = labels_of((0, 0, 10, 8), (20, 20, 30, 29), (40, 40, 50, 51), shape=(60, 60))
+    matches = [match_image(gt, pred)]
+    assert median_area_bias(matches) == pytest.approx(-0.1)
+    assert median_area_error(matches) == pytest.approx(0.1)
 
 
 def test_sparse_large_ids():
