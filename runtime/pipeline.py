@@ -32,6 +32,7 @@ from .reader import Decoded, InputItem, decode, read_ahead
 from .results import FAILED, OK, ImageResult, failed
 from .segmenter import Segmentation, Segmenter
 from .writers import atomic_write_bytes
+from .writers.atomic import remove_stale_temps
 from .writers.coco import annotations
 from .writers.labels import write_labels
 from .writers.overlay import render_overlay
@@ -40,6 +41,9 @@ from .writers.run_info import write_run_json
 from .writers.tables import read_record, rebuild_tables, record_path, write_record
 
 STAGES = ("read", "scale", "infer", "stitch", "measure", "write")
+# Temp files of interrupted writes this old are removed when a run starts (a live write is never this old;
+# mito-watch, which locks its folder, removes them all at once)
+STALE_TEMP_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -440,6 +444,7 @@ def run(items: Sequence[InputItem], segmenter: Segmenter, out_dir: Path, config:
     Output names are handed out here, against the names the records in `out_dir` already hold.
     """
     out_dir = Path(out_dir)
+    remove_stale_temps(out_dir, older_than_s=STALE_TEMP_S)
     tally = RunTally(items, out_dir, config.overwrite, on_result)
     todo, collect = tally.todo, tally.collect
     interrupted = False

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .config import WatchConfig
 from .journal import DONE, FAILED, SEEN, FileRow, Journal, journal_path
+from ..writers.atomic import remove_stale_temps
 from .lock import FolderLock
 from .processor import OUTPUT, Outcome, Processor
 from .settle import Settler, file_sha256, signature
@@ -424,6 +425,8 @@ def serve(cfg: WatchConfig, make_processor: Callable[[], Processor], stop: threa
     """Lock OUT_DIR, open the journal, load the model once, watch until stopped; returns the exit code."""
     open_output(cfg.out_dir)
     with FolderLock(cfg.out_dir):
+        for leftover in remove_stale_temps(cfg.out_dir):  # the lock says no one else writes here now
+            log.info("removed %s, left by a write a crash interrupted", leftover)
         journal = Journal(journal_path(cfg.out_dir))
         try:
             journal.set_meta(started_at=time.time(), heartbeat=time.time(), in_dir=str(cfg.in_dir), pid=os.getpid(),

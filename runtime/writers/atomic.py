@@ -5,13 +5,15 @@ Readers (Fiji, Excel, a crashed run's rerun) never see half a file.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_open", "atomic_write_bytes", "temp_path"]
+__all__ = ["atomic_open", "atomic_write_bytes", "remove_stale_temps", "temp_path"]
 
 
 def _umask() -> int:
@@ -21,6 +23,32 @@ def _umask() -> int:
 
 
 _MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would hide results from the lab group
+
+
+# what `temp_path` names its files: "." + target name + "." + mkstemp's random part + ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+
+
+def remove_stale_temps(folder: Path, older_than_s: float = 0.0) -> list[Path]:
+    """Delete `temp_path`'s leftovers in `folder` and its direct subfolders: what a process killed (kill -9,
+    power cut) between creating a temp file and renaming it leaves behind. Only files older than
+    `older_than_s` go: a process that holds the folder exclusively (mito-watch's lock) passes 0, others
+    an age no write of a running process reaches. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed, now = [], time.time()
+    for parent in [folder, *(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())]:
+        for entry in parent.iterdir():
+            if not _TEMP_NAME.match(entry.name) or not entry.is_file() or entry.is_symlink():
+                continue
+            try:
+                if now - entry.stat().st_mtime >= older_than_s:
+                    entry.unlink()
+                    removed.append(entry)
+            except FileNotFoundError:  # renamed or removed meanwhile
+                continue
+    return removed
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from skimage.draw import ellipse, polygon
 from mitotally.runtime.image_io import read_image
 from mitotally.runtime.results import ImageResult, failed
 from mitotally.runtime.writers import atomic_open
+from mitotally.runtime.writers.atomic import remove_stale_temps, temp_path
 from mitotally.runtime.writers.coco import annotations, crop_rle
 from mitotally.runtime.writers.labels import write_labels
 from mitotally.runtime.writers.overlay import render_overlay
@@ -185,6 +186,32 @@ def test_atomic_open_keeps_old_file_on_error(tmp_path):
             f.write("half a ta")
             raise RuntimeError("disk gone")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_stale_temps_of_interrupted_writes_are_removed_and_nothing_else(tmp_path):
+    """What kill -9 between creating a temp file and renaming it leaves: removed by age, results untouched."""
+    import os
+    import time
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "a.tif").write_bytes(b"result")
+    (tmp_path / ".hidden_user_file").write_text("keep")  # not our pattern
+    (tmp_path / "notes.tmp").write_text("keep")  # not ours either: no leading dot, no random part
+    with temp_path(labels / "b.tif") as tmp:
+        real_name = tmp.name  # the name a crash would leave behind
+        tmp.write_bytes(b"done")
+    stale = labels / real_name
+    stale.write_bytes(b"half")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    young = labels / ".c.tif.k3j2h1g0.tmp"
+    young.write_bytes(b"being written")
+    assert remove_stale_temps(tmp_path, older_than_s=3600) == [stale]
+    assert young.exists()
+    assert remove_stale_temps(tmp_path) == [young]  # a folder's exclusive holder removes them all
+    assert sorted(p.name for p in labels.iterdir()) == ["a.tif", "b.tif"]
+    assert (tmp_path / ".hidden_user_file").exists() and (tmp_path / "notes.tmp").exists()
 
 
 def test_outputs_get_ordinary_permissions(tmp_path):

@@ -140,7 +140,8 @@ def test_results_list_against_coco_ground_truth(tmp_path):
     assert (m["tp@0.5"], m["fn@0.5"]) == (1, 1) and m["mask_AP"] == pytest.approx(51 / 101)  # recall 0.5 at precision 1
 
 
-def test_cli_writes_json_and_reports_bad_predictions(gt_dir, tmp_path, capsys):
+def test_cli_writes_json_and_reports_bad_predictions(gt_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # rich sizes the table to the terminal; the test reads whole words
     pred = tmp_path / "pred"
     pred.mkdir()
     for name, lab in GT.items():
