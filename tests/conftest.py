@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(int(os.environ.get("MITO_TEST_THREADS", "2")))
+# `make test` runs two pytest-xdist workers on a 2-core machine: one torch thread each, so they do not
+# fight over the cores (a plain `pytest` keeps two). MITO_TEST_THREADS overrides either.
+_DEFAULT_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+torch.set_num_threads(int(os.environ.get("MITO_TEST_THREADS", _DEFAULT_THREADS)))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MITO_SHARED_DATA", REPO.parent / "shared" / "data"))
