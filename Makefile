@@ -27,7 +27,7 @@ run: install
 	$(BIN)/mito-run samples/ -o out/demo --overwrite
 	@echo "Results: out/demo/objects.csv, out/demo/images.csv, out/demo/overlays/, out/demo/labels/, out/demo/rois/"
 
-# two workers, a test file each at a time (file-scoped fixtures are built once); see README, Tests
+# two workers, a test file each at a time (file-scoped fixtures are built once); see README, Development
 test: dev
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
