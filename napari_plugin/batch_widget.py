@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QLineEdit, QVBoxLayout, QWidget
 
-from .model_form import FolderField, ModelForm, parse_override
+from .model_form import FolderField, ModelForm, parse_override, push_button, run_panel
 from .segmenting import Cancelled, Control, Models, segment_folder
 
 
@@ -35,25 +35,11 @@ class BatchWidget(QWidget):
         form.addRow("output", self.output)
         form.addRow("pixel size (nm)", self.pixel_size)
         self.model_form = ModelForm(form)
-        self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(lambda: self.start())
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.open_button = QPushButton("Open results")
-        self.open_button.setEnabled(False)
-        self.open_button.clicked.connect(self.open_results)
-        buttons = QHBoxLayout()
-        for b in (self.run_button, self.cancel_button, self.open_button):
-            buttons.addWidget(b)
-        self.bar = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.run_button = push_button("Run", self.start)
+        self.cancel_button = push_button("Cancel", self.cancel, enabled=False)
+        self.open_button = push_button("Open results", self.open_results, enabled=False)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.status)
+        self.bar, self.status = run_panel(layout, form, (self.run_button, self.cancel_button, self.open_button))
         layout.addStretch(1)
         self._progress.connect(self._show_progress)
 

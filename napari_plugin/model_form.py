@@ -1,10 +1,12 @@
-"""The model settings both widgets share: model folder, backend, device, thresholds, pixel size (Qt)."""
+"""What both widgets share (Qt): the model settings (model folder, backend, device, thresholds, pixel size),
+a folder field, and the buttons / progress / status block under each form that runs something."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton,
-                            QWidget)
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                            QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from mitotally.runtime.backends.select import BACKEND_NAMES
 from mitotally.runtime.pixel_size import parse_pixel_size
@@ -13,6 +15,34 @@ from mitotally.runtime.segmenter import ModelNotFound, default_model_dir
 from .segmenting import SegmentSettings
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def push_button(text: str, on_click: Callable[[], object], enabled: bool = True, tip: str = "") -> QPushButton:
+    button = QPushButton(text)
+    button.clicked.connect(lambda: on_click())  # not the slot itself: Qt would pass `checked` as its argument
+    button.setEnabled(enabled)
+    if tip:
+        button.setToolTip(tip)
+    return button
+
+
+def run_panel(layout: QVBoxLayout, form: QFormLayout, buttons: Sequence[QPushButton],
+              progress_max: int | None = None) -> tuple[QProgressBar, QLabel]:
+    """Lay out `form`, a row of `buttons`, a progress bar (0..progress_max; Qt's 0..100 when None) and a
+    wrapping status line into `layout`; returns the bar and the line."""
+    row = QHBoxLayout()
+    for b in buttons:
+        row.addWidget(b)
+    bar = QProgressBar()
+    if progress_max is not None:
+        bar.setRange(0, progress_max)
+    status = QLabel("")
+    status.setWordWrap(True)
+    layout.addLayout(form)
+    layout.addLayout(row)
+    layout.addWidget(bar)
+    layout.addWidget(status)
+    return bar, status
 
 
 def _threshold_box(tip: str) -> QDoubleSpinBox:

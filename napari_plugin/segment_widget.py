@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit,
+                            QPushButton, QVBoxLayout, QWidget)
 
 from mitotally.runtime.image_io import ImageData
 from mitotally.runtime.names import stem_name
@@ -21,7 +21,7 @@ from mitotally.runtime.names import stem_name
 from .export import Exported, export_result
 from .finetune import FineTune, Training
 from .layers import META, features_of, layer_pixel_size, pixel_size_meta
-from .model_form import FolderField, ModelForm, parse_override
+from .model_form import FolderField, ModelForm, parse_override, push_button, run_panel
 from .objects_table import ObjectsTable
 from .segmenting import Cancelled, Control, Models, Result, segment_one
 from .training_set import add_to_training_set
@@ -85,23 +85,9 @@ class SegmentWidget(QWidget):
                                    "A value typed here overrides it, as mito-run --pixel-size does")
         form.addRow("pixel size (nm)", self.pixel_size)
         self.model_form = ModelForm(form)
-        self.segment_button = QPushButton("Segment")
-        self.segment_button.clicked.connect(self.segment)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.segment_button)
-        buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        outer = QVBoxLayout(box)
-        outer.addLayout(form)
-        outer.addLayout(buttons)
-        outer.addWidget(self.progress)
-        outer.addWidget(self.status)
+        self.segment_button = push_button("Segment", self.segment)
+        self.cancel_button = push_button("Cancel", self.cancel, enabled=False)
+        self.progress, self.status = run_panel(QVBoxLayout(box), form, (self.segment_button, self.cancel_button), 1)
         return box
 
     def _objects_box(self) -> QGroupBox:
@@ -137,24 +123,10 @@ class SegmentWidget(QWidget):
         self.minutes.setValue(10)
         self.minutes.setSuffix(" min")
         form.addRow("training time", self.minutes)
-        self.finetune_button = QPushButton("Fine-tune")
-        self.finetune_button.setToolTip("mito-train --data <training set> --init <current model> -o <new model>, in the background")
-        self.finetune_button.clicked.connect(lambda: self.fine_tune())
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.stop_button.clicked.connect(self.stop_training)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.finetune_button)
-        buttons.addWidget(self.stop_button)
-        self.train_progress = QProgressBar()
-        self.train_progress.setRange(0, 1000)
-        self.train_status = QLabel("")
-        self.train_status.setWordWrap(True)
-        outer = QVBoxLayout(box)
-        outer.addLayout(form)
-        outer.addLayout(buttons)
-        outer.addWidget(self.train_progress)
-        outer.addWidget(self.train_status)
+        self.finetune_button = push_button("Fine-tune", self.fine_tune,
+                                           tip="mito-train --data <training set> --init <current model> -o <new model>, in the background")
+        self.stop_button = push_button("Stop", self.stop_training, enabled=False)
+        self.train_progress, self.train_status = run_panel(QVBoxLayout(box), form, (self.finetune_button, self.stop_button), 1000)
         return box
 
     def _ask_folder(self) -> Path | None:
