@@ -54,14 +54,20 @@ def evaluate_holdout(model: str, name: str, data: Path, extra: list[str], blocks
     with tempfile.TemporaryDirectory() as tmp:
         gt = Path(tmp) / "gt"
         stems = subset(data / folder, image_dir, last, gt)
+        metrics = run_and_score(gt, image_dir, px, ["--model", model, *extra])
+    return {"images": stems, "pixel_size_nm": px, "metrics": metrics}
+
+
+def run_and_score(gt: Path, image_dir: str, px: float, mito_run_args: list[str]) -> dict:
+    """`mito-run gt/image_dir` at `px` nm, then `mito-eval` of its predictions.json against `gt`: the metrics."""
+    with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        subprocess.run([str(BIN / "mito-run"), str(gt / image_dir), "-o", str(run), "--model", model, "--pixel-size", f"{px}nm",
-                        "--quiet", *extra], check=True)
+        subprocess.run([str(BIN / "mito-run"), str(gt / image_dir), "-o", str(run), "--pixel-size", f"{px}nm", "--quiet",
+                        *mito_run_args], check=True)
         out = Path(tmp) / "metrics.json"
         subprocess.run([str(BIN / "mito-eval"), "--gt", str(gt), "--pred", str(run / "predictions.json"), "--pixel-size", str(px),
                         "-o", str(out), "-q"], check=True)
-        report = json.loads(out.read_text())
-    return {"images": stems, "pixel_size_nm": px, "metrics": report["metrics"]}
+        return json.loads(out.read_text())["metrics"]
 
 
 def _r(cell: dict) -> str:

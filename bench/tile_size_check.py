@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-BIN = Path(sys.executable).parent
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_holdouts import DATA, run_and_score  # noqa: E402
 MOSAICS = {  # name: (dataset folder, first validation slice index, count, columns, pixel size nm)
     "lucchi": ("lucchi/train", 120, 20, 5, 5.0),
     "cdeep3m": ("cdeep3m-sbem/val", 0, 4, 2, 5.9),
@@ -58,20 +57,11 @@ def build_mosaic(dataset: Path, first: int, count: int, cols: int) -> tuple[np.n
     return image, labels
 
 
-def evaluate(mosaic_dir: Path, name: str, px: float, tile: int, model: str | None, extra: list[str]) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        cmd = [str(BIN / "mito-run"), str(mosaic_dir / "images"), "-o", str(run), "--pixel-size", f"{px}nm", "--quiet",
-               "--backend", "torch", "--tile", str(tile), *extra]
-        if model:
-            cmd += ["--model", model]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        seconds = time.perf_counter() - t0
-        out = Path(tmp) / "metrics.json"
-        subprocess.run([str(BIN / "mito-eval"), "--gt", str(mosaic_dir), "--pred", str(run / "predictions.json"),
-                        "--pixel-size", str(px), "-o", str(out), "-q"], check=True)
-        return {"seconds": seconds, **json.loads(out.read_text())["metrics"]}
+def evaluate(mosaic_dir: Path, px: float, tile: int, model: str | None, extra: list[str]) -> dict:
+    args = ["--backend", "torch", "--tile", str(tile), *extra] + (["--model", model] if model else [])
+    t0 = time.perf_counter()
+    metrics = run_and_score(mosaic_dir, "images", px, args)
+    return {"seconds": time.perf_counter() - t0, **metrics}  # mito-run and mito-eval together
 
 
 def main() -> int:
@@ -93,11 +83,11 @@ def main() -> int:
             tifffile.imwrite(mosaic / "images" / f"{name}_mosaic.tif", image)
             tifffile.imwrite(mosaic / "labels" / f"{name}_mosaic.tif", labels)
             for tile in args.tiles:
-                m = results.setdefault(name, {})[str(tile)] = evaluate(mosaic, name, px, tile, args.model, extra)
+                m = results.setdefault(name, {})[str(tile)] = evaluate(mosaic, px, tile, args.model, extra)
                 print(f"{name:8s} {image.shape[1]}x{image.shape[0]} tile {tile:4d}: {m['gt_instances']} GT, "
                       f"F1@0.5 {m['f1@0.5']:.3f} (P {m['precision@0.5']:.3f} / R {m['recall@0.5']:.3f}) "
                       f"mask AP50 {m['mask_AP50']:.3f} AP {m['mask_AP']:.3f} area error {m['median_area_error']:.3f} "
-                      f"border recall {m['recall_border']['recall'] or float('nan'):.2f}; mito-run {m['seconds']:.1f} s",
+                      f"border recall {m['recall_border']['recall'] or float('nan'):.2f}; mito-run + mito-eval {m['seconds']:.1f} s",
                       flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
