@@ -52,6 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overlap", action="store_true",
                    help="measure and write each frame before the model starts on the next (the A/B baseline)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation, as mito-run --tta (4 flips per tile)")
     p.add_argument("--scale-estimate", default="auto", choices=("auto", "always", "off"),
                    help="as mito-run; auto checks the frames' 5 nm calibration once per run (default: auto)")
     p.add_argument("--from-images", type=Path, help="make frames from the images in this folder (resized to 4864x3704)")
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = random_model(work / "random_model", images[0]) if args.random_model else args.model
         t0 = time.perf_counter()
         seg = Segmenter(model_dir, backend=args.backend, device=args.device, batch=args.batch, precision=args.precision,
-                        threads=args.threads, scale_estimate=args.scale_estimate)
+                        threads=args.threads, scale_estimate=args.scale_estimate, tta=args.tta)
         warm = np.full((1, seg.backend.tile, seg.backend.tile), 0.5, np.float32)
         seg.backend.infer(np.repeat(warm, seg.backend.batch, axis=0))  # cudnn autotune, lazy init: not timed
         load_s = time.perf_counter() - t0
@@ -160,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             from profile_heads import instrument
 
-            clock = instrument(seg.backend)
+            clock = instrument(seg.plain_backend)  # the wrapped backend's heads, also under --tta
         items = discover_inputs([frames_dir])
         summary = run(items, seg, out, RunConfig(model_dir=model_dir, device=args.device, backend=args.backend,
                                                  precision=args.precision, batch=args.batch, threads=args.threads,
-                                                 overlap_writes=not args.no_overlap, scale_estimate=args.scale_estimate))
+                                                 overlap_writes=not args.no_overlap, scale_estimate=args.scale_estimate,
+                                                 tta=args.tta))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

@@ -30,6 +30,9 @@ class Manifest:
     overlap: int = 128
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
+    # `mito-run --tta`'s score threshold (a fused score is a mean over flipped views, so it runs lower);
+    # None: score_threshold. Chosen on the validation blocks like the others
+    tta_score_threshold: float | None = None
     classes: tuple[str, ...] = ("background", "mitochondrion")
     training: dict = field(default_factory=dict)  # data summary, config, code version
     metrics: dict = field(default_factory=dict)  # validation metrics of these weights

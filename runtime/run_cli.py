@@ -120,6 +120,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-threshold", type=_fraction, metavar="M",
                    help="a pixel belongs to a mitochondrion where the mask probability is at least M; higher gives "
                         "tighter outlines and smaller areas (default: the model's)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: every tile is also segmented flipped left-right, up-down and both, and "
+                        "the four views' detections are fused (a detection's score is its mean over the views). About "
+                        "4x the inference time per frame; see BENCHMARKS.md for what it measured on held-out images "
+                        "before you rely on it (default: off)")
     p.add_argument("--threads", type=_positive, metavar="N",
                    help="CPU threads for torch and ONNX Runtime (default: their own choice, usually all cores)")
     p.add_argument("--read-ahead", type=_positive, default=2, metavar="N",
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                        batch=args.batch, tile=args.tile, score_threshold=args.score_threshold,
                        mask_threshold=args.mask_threshold, overwrite=args.overwrite, recursive=args.recursive,
                        quiet=args.quiet, read_ahead=args.read_ahead, threads=args.threads, overlays=args.overlays,
-                       scale_estimate=args.scale_estimate, skip_data_bars=args.skip_data_bars)
+                       scale_estimate=args.scale_estimate, skip_data_bars=args.skip_data_bars, tta=args.tta)
     if args.scheduler or args.workers:  # the same outputs, made by a Dask cluster's workers
         from .cluster.command import run_command
 
@@ -294,7 +299,7 @@ def _load(config, fail):
         return Segmenter(config.model_dir, backend=config.backend, device=config.device, batch=config.batch, tile=config.tile,
                          score_threshold=config.score_threshold, mask_threshold=config.mask_threshold,
                          precision=config.precision, threads=config.threads, scale_estimate=config.scale_estimate,
-                         skip_data_bars=config.skip_data_bars)
+                         skip_data_bars=config.skip_data_bars, tta=config.tta)
     except (ModelNotFound, BackendUnavailable) as e:
         return fail(str(e))
     except FileNotFoundError as e:

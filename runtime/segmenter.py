@@ -22,6 +22,7 @@ import numpy as np
 
 from .backends import Backend
 from .backends.select import BackendOptions, select_backend
+from .backends.tta import FLIPS, FlipTTA
 from .content import ContentBox, specimen_box
 from .image_io import ImageData
 from .instances import Instances
@@ -33,6 +34,10 @@ from .scale_limit import check_scaled_size
 from .scale_memory import NEVER, Expiry, ScaleMemory, estimate_key, instrument_tags
 from .scale_probe import SCALE_ESTIMATE_MODES, ScaleEstimate, estimate_pixel_size
 from .segment import segment_scaled
+
+# With test-time augmentation each view reports detections down to this fraction of the score threshold,
+# so a cluster's mean over views misses at most this much of a view that scored below it
+TTA_MEMBER_FRACTION = 0.5
 
 
 class ModelNotFound(Exception):
@@ -195,24 +200,33 @@ class Segmenter:
                  batch: int | None = None, tile: int | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
                  precision: str = "auto", threads: int | None = None, scale_estimate: str = "auto",
-                 skip_data_bars: bool = True, scale_expiry: Expiry = NEVER):
+                 skip_data_bars: bool = True, scale_expiry: Expiry = NEVER, tta: bool = False):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         model, manifest = load_model(self.model_dir)
         if tile is not None and tile != manifest.tile:
             manifest = manifest.replace(tile=tile)
         # user overrides of the validation-chosen thresholds; run.json records the values used
+        plain = manifest if score_threshold is None else manifest.replace(score_threshold=score_threshold)
+        if tta and score_threshold is None and manifest.tta_score_threshold is not None:
+            manifest = manifest.replace(score_threshold=manifest.tta_score_threshold)
         if score_threshold is not None:
             manifest = manifest.replace(score_threshold=score_threshold)
         if mask_threshold is not None:
             manifest = manifest.replace(mask_threshold=mask_threshold)
-        opts = BackendOptions(device=None if device == "auto" else device, batch=batch, threads=threads, precision=precision)
+        # with TTA each view reports down to a fraction of the threshold: a fused score is a mean over views
+        member = manifest.score_threshold * TTA_MEMBER_FRACTION if tta else None
+        opts = BackendOptions(device=None if device == "auto" else device, batch=batch, threads=threads, precision=precision,
+                              score_threshold=member)
         selection = select_backend(self.model_dir, backend, opts, model=model, manifest=manifest)
         if tile is not None and selection.backend.tile != tile:
             raise ValueError(f"backend {selection.backend.name} runs tiles of {selection.backend.tile} px fixed at export; "
                              f"--tile {tile} needs --backend torch")
         self.manifest: Manifest = manifest
-        self.backend = selection.backend
-        self.backend_reason = selection.reason
+        self.tta = tta
+        self.probe_manifest = plain if mask_threshold is None else plain.replace(mask_threshold=mask_threshold)
+        self.plain_backend = selection.backend  # the scale probe's: one view is enough to compare scales
+        self.backend = FlipTTA(selection.backend) if tta else selection.backend
+        self.backend_reason = selection.reason + (f"; test-time augmentation: {len(FLIPS)} flips fused" if tta else "")
         self.backend_skipped = dict(selection.skipped)
         self.device = str(getattr(self.backend, "device", opts.device or "cpu"))
         self.weights_sha256 = weights_sha256(self.model_dir)
@@ -240,13 +254,15 @@ class Segmenter:
         Non-square pixels are scaled along each axis by their own size, so the model sees square pixels.
         An image whose scaled copy would not fit in memory raises `scale_limit.ScaledImageTooLarge`."""
         m = self.manifest
-        probe, timed = _TimedBackend(self.backend), _TimedBackend(self.backend)
+        probe, timed = _TimedBackend(self.plain_backend), _TimedBackend(self.backend)
         t0 = time.perf_counter()
         given = as_pixel_size(pixel_size_nm)
         if given is not None:  # before the scale probe, which would segment such an image at its scale too
             check_scaled_size(image.array.shape[:2], self._factor(given), f"{given.describe()} ({given.source})",
                               m.pixel_size_nm)
-        view = choose_view(image, pixel_size_nm, probe, m, self.scale_estimate, self.skip_data_bars, self.scale_estimates)
+        # the probe compares scales with one view at the plain threshold: the same estimate with or without TTA
+        view = choose_view(image, pixel_size_nm, probe, self.probe_manifest, self.scale_estimate, self.skip_data_bars,
+                           self.scale_estimates)
         array, box = view.array, view.content
         px, factor = self.factor_for(view.scaling_pixel_size_nm)
         if view.scaling is not None:  # (rows, cols): y and x each to the model's square pixel

@@ -99,7 +99,8 @@ class PipelineProcessor:
         self.segmenter = segmenter or Segmenter(config.model_dir, config.backend, config.device, config.batch, config.tile,
                                                 precision=config.precision, threads=config.threads,
                                                 scale_estimate=config.scale_estimate,
-                                                skip_data_bars=config.skip_data_bars, scale_expiry=WATCH_EXPIRY)
+                                                skip_data_bars=config.skip_data_bars, scale_expiry=WATCH_EXPIRY,
+                                                tta=config.tta)
         self._started = time.time()
         self._timings: dict[str, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mito-watch-read")

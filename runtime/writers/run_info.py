@@ -73,6 +73,7 @@ def run_info(segmenter, config, summary) -> dict:
             "device": segmenter.device,
             "tile": segmenter.backend.tile,
             "batch": segmenter.backend.batch,
+            "tta": bool(getattr(segmenter, "tta", False)),
         },
         # every estimate made (images.csv's scale_estimate is its number); given_pixel_size_nm: null for images
         # without one, else the calibration it checked
