@@ -159,6 +159,16 @@ def config_from_args(args: argparse.Namespace):
                        settle_s=args.settle, once=args.once, max_attempts=args.retries + 1, backoff_s=args.backoff)
 
 
+def run_config_from_args(args: argparse.Namespace):
+    """What each frame's pipeline run depends on (recorded in run.json)."""
+    from ..pipeline import RunConfig
+
+    return RunConfig(model_dir=args.model, backend=args.backend, precision=args.precision, device=args.device,
+                     pixel_size_nm=args.pixel_size, batch=args.batch, recursive=args.recursive, quiet=True,
+                     overlays=not args.no_overlays, scale_estimate=args.scale_estimate,
+                     skip_data_bars=not args.keep_data_bars, tta=args.tta)
+
+
 def _processor_factory(args: argparse.Namespace, cfg, run_cfg):
     """The model here (`PipelineProcessor`), or on a cluster (`cluster.watch.ClusterProcessor`)."""
     if not (args.scheduler or args.workers):
@@ -212,15 +222,11 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     handlers = setup_logging(cfg.out_dir, args.log_level)
     log = logging.getLogger("mito-watch")
     try:
-        from ..pipeline import RunConfig
         from .daemon import StartupError, serve
         from .journal import JournalError
         from .lock import AlreadyRunning
 
-        run_cfg = RunConfig(model_dir=args.model, backend=args.backend, precision=args.precision, device=args.device, pixel_size_nm=args.pixel_size,
-                            batch=args.batch, recursive=args.recursive, quiet=True, overlays=not args.no_overlays,
-                            scale_estimate=args.scale_estimate,
-                            skip_data_bars=not args.keep_data_bars, tta=args.tta)
+        run_cfg = run_config_from_args(args)
         try:
             return serve(cfg, _processor_factory(args, cfg, run_cfg), stop=stop)
         except (AlreadyRunning, JournalError, StartupError) as exc:

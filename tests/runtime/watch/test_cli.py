@@ -84,3 +84,11 @@ def test_keep_data_bars_reaches_the_pipeline_config(tmp_path):
     parser = cli.watch_parser()
     assert parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o")]).keep_data_bars is False
     assert parser.parse_args([str(tmp_path), "-o", str(tmp_path / "o"), "--keep-data-bars"]).keep_data_bars is True
+
+
+def test_run_options_reach_each_frames_pipeline(tmp_path):
+    args = cli.watch_parser().parse_args([str(tmp_path), "-o", str(tmp_path / "out"), "--tta", "--keep-data-bars",
+                                          "--pixel-size", "4.2nm", "--no-overlays"])
+    run = cli.run_config_from_args(args)
+    assert run.tta is True and run.skip_data_bars is False and run.pixel_size_nm == 4.2 and run.overlays is False
+    assert cli.run_config_from_args(cli.watch_parser().parse_args([str(tmp_path), "-o", str(tmp_path / "o")])).tta is False
