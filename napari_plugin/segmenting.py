@@ -42,11 +42,12 @@ class SegmentSettings:
     device: str = "auto"
     score_threshold: float | None = None
     mask_threshold: float | None = None
+    tta: bool = False  # mito-run --tta
 
     def config(self, pixel_size_nm: float | None = None, **changes) -> RunConfig:
         """mito-run's config for these settings; `pixel_size_nm` overrides every image's own (--pixel-size)."""
         return RunConfig(model_dir=self.model_dir, backend=self.backend, device=self.device, pixel_size_nm=pixel_size_nm,
-                         score_threshold=self.score_threshold, mask_threshold=self.mask_threshold, **changes)
+                         score_threshold=self.score_threshold, mask_threshold=self.mask_threshold, tta=self.tta, **changes)
 
 
 class Control:
@@ -94,10 +95,12 @@ class Models:
         segmenter = self._loaded.get(settings)
         if segmenter is None:
             segmenter = Segmenter(settings.model_dir, backend=settings.backend, device=settings.device,
-                                  score_threshold=settings.score_threshold, mask_threshold=settings.mask_threshold)
+                                  score_threshold=settings.score_threshold, mask_threshold=settings.mask_threshold,
+                                  tta=settings.tta)
             segmenter.backend = _Watched(segmenter.backend)
+            segmenter.plain_backend = _Watched(segmenter.plain_backend)  # the scale probe's under TTA
             self._loaded[settings] = segmenter
-        segmenter.backend.control = control
+        segmenter.backend.control = segmenter.plain_backend.control = control
         return segmenter
 
     def is_loaded(self, settings: SegmentSettings) -> bool:

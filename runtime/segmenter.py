@@ -224,7 +224,7 @@ class Segmenter:
         self.manifest: Manifest = manifest
         self.tta = tta
         self.probe_manifest = plain if mask_threshold is None else plain.replace(mask_threshold=mask_threshold)
-        self.plain_backend = selection.backend  # the scale probe's: one view is enough to compare scales
+        self.plain_backend = selection.backend  # the scale probe's under TTA
         self.backend = FlipTTA(selection.backend) if tta else selection.backend
         self.backend_reason = selection.reason + (f"; test-time augmentation: {len(FLIPS)} flips fused" if tta else "")
         self.backend_skipped = dict(selection.skipped)
@@ -254,7 +254,8 @@ class Segmenter:
         Non-square pixels are scaled along each axis by their own size, so the model sees square pixels.
         An image whose scaled copy would not fit in memory raises `scale_limit.ScaledImageTooLarge`."""
         m = self.manifest
-        probe, timed = _TimedBackend(self.plain_backend), _TimedBackend(self.backend)
+        probe = _TimedBackend(self.plain_backend if self.tta else self.backend)  # one view is enough to compare scales
+        timed = _TimedBackend(self.backend)
         t0 = time.perf_counter()
         given = as_pixel_size(pixel_size_nm)
         if given is not None:  # before the scale probe, which would segment such an image at its scale too

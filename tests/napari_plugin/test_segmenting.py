@@ -76,3 +76,13 @@ def test_cancelling_a_folder_keeps_finished_images_and_the_tables(small_frame, d
     recorded = {p.name.removesuffix(".json") for p in (tmp_path / "out" / "records").iterdir()}
     assert "f0.tif" in recorded and "f2.tif" not in recorded
     assert {r["image"] for r in _objects(tmp_path / "out")} == recorded
+
+
+def test_tta_in_the_widget_is_mito_run_tta(small_frame, det_model, models, tmp_path):
+    """The checkbox's setting segments as `mito-run --tta` does, with tiles (4 views each) still reported."""
+    seen = []
+    result = segment_one(read_image(small_frame), small_frame.name, SegmentSettings(det_model, tta=True), None, models,
+                         Control(on_tiles=seen.append))
+    out = run_mito_run([small_frame], tmp_path / "out", det_model, "--tta")
+    assert np.array_equal(result.measured.labels, tifffile.imread(out / "labels" / "frame.tif"))
+    assert seen and SegmentSettings(det_model, tta=True).config().tta is True
