@@ -253,9 +253,11 @@ class SegmentWidget(QWidget):
         if row is not None:
             y = layer.translate[-2] + layer.scale[-2] * row["centroid_row_px"]
             x = layer.translate[-1] + layer.scale[-1] * row["centroid_col_px"]
-            center = list(self.viewer.camera.center)
+            scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera there
+            camera = scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
+            center = list(camera.center)
             center[-2:] = [y, x]
-            self.viewer.camera.center = tuple(center)
+            camera.center = tuple(center)
 
     def result_rows(self) -> list[dict]:
         """The rows now shown: the last export's (labels as corrected) or the segmentation's."""
