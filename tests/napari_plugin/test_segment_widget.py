@@ -51,6 +51,10 @@ def test_segment_matches_mito_run_and_rows_select_objects(viewer, qtbot, small_f
     assert widget.table.rowCount() == len(rows)
     widget.table.selectRow(len(rows) - 1)
     assert layer.selected_label == int(rows[-1]["id"])
+    camera = viewer.scene.camera if hasattr(getattr(viewer, "scene", None), "camera") else viewer.camera
+    want = [layer.translate[-2] + layer.scale[-2] * float(rows[-1]["centroid_row_px"]),
+            layer.translate[-1] + layer.scale[-1] * float(rows[-1]["centroid_col_px"])]
+    assert list(camera.center)[-2:] == pytest.approx(want, abs=1e-3)  # the view is centred on the object
     # export writes mito-run's files
     widget.export_to(tmp_path / "export")
     qtbot.waitUntil(lambda: widget.last_export is not None, timeout=TIMEOUT_MS)
