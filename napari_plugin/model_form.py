@@ -100,7 +100,7 @@ class ModelForm:
         self.score = _threshold_box("keep detections scoring at least this (mito-run --score-threshold)")
         self.mask = _threshold_box("a pixel belongs to a mitochondrion at this mask probability (mito-run --mask-threshold)")
         self.tta = QCheckBox("4 flipped views, fused")
-        self.tta.setToolTip("test-time augmentation (mito-run --tta): more accurate on the held-out images, ~3-4x the time")
+        self.tta.setToolTip("test-time augmentation (mito-run --tta): more accurate on the held-out images, ~2.5x the time on a CPU")
         for label, widget in (("model", self.model), ("backend", self.backend), ("device", self.device),
                               ("score threshold", self.score), ("mask threshold", self.mask), ("test-time augmentation", self.tta)):
             form.addRow(label, widget)

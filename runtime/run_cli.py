@@ -122,8 +122,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "tighter outlines and smaller areas (default: the model's)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: every tile is also segmented flipped left-right, up-down and both, and "
-                        "the four views' detections are fused (a detection's score is its mean over the views). About "
-                        "4x the inference time per frame; see BENCHMARKS.md for what it measured on held-out images "
+                        "the four views' detections are fused (a detection's score is its mean over the views). On a CPU "
+                        "2.5-2.6x the frame time (the trunk runs 4 times); see BENCHMARKS.md for what it measured on held-out images "
                         "before you rely on it (default: off)")
     p.add_argument("--threads", type=_positive, metavar="N",
                    help="CPU threads for torch and ONNX Runtime (default: their own choice, usually all cores)")

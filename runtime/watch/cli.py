@@ -67,7 +67,7 @@ def watch_parser() -> argparse.ArgumentParser:
                         "of `mito-export --int8` on a CPU (default auto)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--pixel-size", type=_pixel_size, default=None, help="override every file's pixel size, e.g. 4.2nm or 0.0042um")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation (4 flips fused, ~4x the inference), as mito-run --tta")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (4 flips fused, ~2.5x the frame time on a CPU), as mito-run --tta")
     p.add_argument("--recursive", action="store_true", help="also watch subfolders (new ones included)")
     p.add_argument("--include", action="append", metavar="GLOB", default=None,
                    help=f"file names (or relative paths, if the glob has a '/') to take; repeatable; case-insensitive "
