@@ -61,8 +61,8 @@ class _TimedHeads:
     def __init__(self, inner, clock: Clock):
         self._inner, self._call = inner, _timed(inner, clock, "heads")
 
-    def __call__(self, outputs):
-        return self._call(outputs)
+    def __call__(self, outputs, box_filters=None):
+        return self._call(outputs, box_filters)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)

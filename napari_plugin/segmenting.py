@@ -73,11 +73,11 @@ class _Watched:
     def __getattr__(self, name):  # precision, device, tiles_per_call, ... as the backend has them
         return getattr(self.inner, name)
 
-    def infer(self, tiles):
+    def infer(self, tiles, box_filters=None):
         control = self.control
         if control is not None:
             control.check()
-        out = self.inner.infer(tiles)
+        out = self.inner.infer(tiles, box_filters)
         if control is not None:
             control.tiles += len(tiles)
             if control.on_tiles is not None:

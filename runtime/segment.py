@@ -55,6 +55,9 @@ class TileDetections:
 
 
 def infer_tiles(backend: Backend, scaled: np.ndarray, overlap: int, fill: float | None = None) -> TileDetections:
+    """Every tile's detections. The backend is told which boxes the seam rule will keep (`owned_by`), so it
+    can skip the mask head for the others (about 40% of the detections on a 4864x3704 frame); `assemble` applies
+    the same rule, so the result does not depend on whether the backend uses the hint."""
     grid = TileGrid(scaled.shape, backend.tile, overlap)
     tiles = grid.tiles
     out: list[tuple[Tile, Detections]] = []
@@ -62,19 +65,24 @@ def infer_tiles(backend: Backend, scaled: np.ndarray, overlap: int, fill: float 
     for start in range(0, len(tiles), per_call):
         chunk = tiles[start : start + per_call]
         batch = np.stack([grid.crop(scaled, t, fill) for t in chunk])  # backends pad a short last batch
-        out.extend(zip(chunk, backend.infer(batch)))
+        out.extend(zip(chunk, backend.infer(batch, [owned_by(t, grid) for t in chunk])))
     return TileDetections(grid, out)
+
+
+def owned_by(tile: Tile, grid: TileGrid):
+    """The seam rule of `assemble` for one tile, as a box filter (tile-local boxes -> which it keeps)."""
+    margin = grid.overlap * CENTRE_MARGIN
+    return lambda boxes: keep_in_tile(boxes, tile, grid, margin, EDGE_TOLERANCE)
 
 
 def assemble(tiles: TileDetections, out_shape: tuple[int, int], factor: Factor,
              score_threshold: float = 0.5, mask_threshold: float = 0.5) -> Instances:
     """Threshold, paste at `factor` output px per model px, and stitch across seams."""
     grid = tiles.grid
-    margin = grid.overlap * CENTRE_MARGIN
     parts: list[Instances] = []
     windows: list[tuple[int, int, int, int]] = []
     for tile, det in tiles.detections:
-        keep = (det.scores >= score_threshold) & keep_in_tile(det.boxes, tile, grid, margin, EDGE_TOLERANCE)
+        keep = (det.scores >= score_threshold) & owned_by(tile, grid)(det.boxes)
         det = type(det)(det.boxes[keep], det.scores[keep], det.mask_probs[keep])
         parts.append(paste_detections(det, (tile.row, tile.col), factor, out_shape, mask_threshold))
         windows.append(_output_window(grid.window(tile), factor, out_shape))

@@ -74,10 +74,10 @@ class _TimedBackend:
     def __getattr__(self, name):  # everything else (e.g. `tiles_per_call`, which keeps CUDA streams full) as the backend has it
         return getattr(self.inner, name)
 
-    def infer(self, tiles):
+    def infer(self, tiles, box_filters=None):
         t0 = time.perf_counter()
         try:
-            return self.inner.infer(tiles)
+            return self.inner.infer(tiles, box_filters)
         finally:
             self.seconds += time.perf_counter() - t0
 

@@ -16,7 +16,8 @@ import torch
 
 from ..instances import Detections
 from .roi_pool import thread_roi_pooling
-from .streams import padded_batches
+from . import BoxFilter
+from .streams import batch_filters, padded_batches
 from .torch_backend import INPUT_NAME, Heads, to_detections
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -109,11 +110,11 @@ class OnnxRuntimeBackend:
             self._outputs = [torch.empty(shapes[n], dtype=torch.float32, device=self.device) for n in self.output_names]
 
     @torch.inference_mode()
-    def infer(self, tiles: np.ndarray) -> list[Detections]:
+    def infer(self, tiles: np.ndarray, box_filters: Sequence[BoxFilter] | None = None) -> list[Detections]:
         out: list[Detections] = []
-        for block, n in padded_batches(tiles, self.batch):
+        for (block, n), filters in zip(padded_batches(tiles, self.batch), batch_filters(box_filters, len(tiles), self.batch)):
             trunk = self._run_cuda(block) if self.device.type == "cuda" else self._run_cpu(block)
-            out.extend(to_detections(self.heads(trunk))[:n])
+            out.extend(to_detections(self.heads(trunk, filters))[:n])
         return out
 
     def _run_cpu(self, block: np.ndarray) -> list[torch.Tensor]:

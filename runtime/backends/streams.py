@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..normalize import PAD_VALUE
+from . import BoxFilter
 
 L = TypeVar("L")  # lane
 J = TypeVar("J")  # job
@@ -68,6 +69,18 @@ def padded_batches(tiles: np.ndarray, batch: int, fill: float = PAD_VALUE) -> It
         if n < batch:
             block = np.concatenate([block, np.full((batch - n,) + block.shape[1:], fill, np.float32)])
         yield np.ascontiguousarray(block), n
+
+
+def batch_filters(box_filters: Sequence[BoxFilter] | None, n_tiles: int, batch: int) -> Iterator[list[BoxFilter | None] | None]:
+    """`box_filters` cut like `padded_batches` cuts the tiles (padding tiles get None); all None without filters."""
+    if box_filters is not None and len(box_filters) != n_tiles:
+        raise ValueError(f"{len(box_filters)} box filters for {n_tiles} tiles")
+    for start in range(0, n_tiles, batch):
+        if box_filters is None:
+            yield None
+        else:
+            chunk = list(box_filters[start : start + batch])
+            yield chunk + [None] * (batch - len(chunk))
 
 
 @dataclass

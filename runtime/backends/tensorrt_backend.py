@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..instances import Detections
+from . import BoxFilter
 from .streams import CudaLane, Pipeline, padded_batches
 from .torch_backend import INPUT_NAME, Heads, to_detections
 
@@ -189,7 +190,8 @@ class TensorRTBackend:
         return lane
 
     @torch.inference_mode()
-    def infer(self, tiles: np.ndarray) -> list[Detections]:
+    def infer(self, tiles: np.ndarray, box_filters: Sequence[BoxFilter] | None = None) -> list[Detections]:
+        # box filters (a hint, see Backend) are not applied on the CUDA lanes yet
         with on_device(self.device):
             return [d for dets in self._pipeline.map(padded_batches(tiles, self.batch)) for d in dets]
 

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
 from ..instances import Detections
+from . import BoxFilter
 from .roi_pool import thread_roi_pooling
-from .streams import CudaLane, Pipeline, padded_batches
+from .streams import CudaLane, Pipeline, batch_filters, padded_batches
 
 INPUT_NAME = "tiles"
 
@@ -81,8 +83,10 @@ class Heads:
         self.feature_names, self.tile = tuple(feature_names), tile
         self._anchors: dict[tuple, list[torch.Tensor]] = {}
 
-    def __call__(self, outputs: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """`outputs`: the trunk's outputs in `Trunk.output_names` order (any float dtype)."""
+    def __call__(self, outputs: Sequence[torch.Tensor],
+                 box_filters: Sequence[BoxFilter | None] | None = None) -> list[dict[str, torch.Tensor]]:
+        """`outputs`: the trunk's outputs in `Trunk.output_names` order (any float dtype); `box_filters`: one
+        per tile of the batch (None: keep all), applied to the final boxes before the mask head."""
         if self.rpn.training or self.roi_heads.training:
             raise RuntimeError("Heads needs the model in eval mode (training-mode RPN/RoI heads expect targets)")
         n = len(self.feature_names)
@@ -96,7 +100,27 @@ class Heads:
         obj, dlt = concat_box_prediction_layers(objectness, deltas)
         proposals = self.rpn.box_coder.decode(dlt, anchors).view(b, -1, 4)
         boxes, _ = self.rpn.filter_proposals(proposals, obj, images.image_sizes, per_level)
-        results, _ = self.roi_heads(features, boxes, images.image_sizes)
+        if box_filters is None:
+            results, _ = self.roi_heads(features, boxes, images.image_sizes)
+            return results
+        return self._roi_heads(features, boxes, images.image_sizes, box_filters)
+
+    def _roi_heads(self, features, proposals, image_sizes, box_filters) -> list[dict[str, torch.Tensor]]:
+        """torchvision's `RoIHeads.forward` in eval mode, with each tile's boxes filtered between the box
+        and the mask head: RoIAlign, the mask head and pasting are per box, so the boxes kept get the same
+        masks as without the filter, and the mask head runs on fewer RoIs."""
+        h = self.roi_heads
+        box_features = h.box_head(h.box_roi_pool(features, proposals, image_sizes))
+        class_logits, box_regression = h.box_predictor(box_features)
+        boxes, scores, labels = h.postprocess_detections(class_logits, box_regression, proposals, image_sizes)
+        for i, keep_of in enumerate(box_filters):
+            if keep_of is not None and len(boxes[i]):
+                keep = torch.from_numpy(np.asarray(keep_of(boxes[i].cpu().numpy()), dtype=bool)).to(boxes[i].device)
+                boxes[i], scores[i], labels[i] = boxes[i][keep], scores[i][keep], labels[i][keep]
+        results = [{"boxes": b, "labels": l, "scores": sc} for b, l, sc in zip(boxes, labels, scores)]
+        mask_logits = h.mask_predictor(h.mask_head(h.mask_roi_pool(features, boxes, image_sizes)))
+        for r, probs in zip(results, maskrcnn_inference(mask_logits, labels)):
+            r["masks"] = probs
         return results
 
     def _anchors_for(self, images: ImageList, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -157,16 +181,16 @@ class TorchBackend:
             self.tiles_per_call = 4 * batch * len(lanes)  # lanes fill once, then stay busy for 3 rounds
 
     @torch.inference_mode()
-    def infer(self, tiles: np.ndarray) -> list[Detections]:
+    def infer(self, tiles: np.ndarray, box_filters: Sequence[BoxFilter] | None = None) -> list[Detections]:
         jobs = padded_batches(tiles, self.batch)
-        if self._pipeline is not None:
+        if self._pipeline is not None:  # CUDA lanes: box filters not applied yet (a hint, see Backend)
             return [d for dets in self._pipeline.map(jobs) for d in dets]
         out: list[Detections] = []
-        for batch, n in jobs:
+        for (batch, n), filters in zip(jobs, batch_filters(box_filters, len(tiles), self.batch)):
             x = torch.from_numpy(batch)[:, None].to(self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out.extend(to_detections(self.heads(self.trunk(x)))[:n])
+            out.extend(to_detections(self.heads(self.trunk(x), filters))[:n])
         return out
 
     def _submit(self, lane: CudaLane, job: tuple[np.ndarray, int]):

@@ -11,6 +11,7 @@ the score-weighted mean of the members' probabilities resampled onto that box.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from scipy.ndimage import map_coordinates
 from torchvision.ops import box_iou, nms
 
 from ..instances import Detections
-from . import Backend
+from . import Backend, BoxFilter
 
 # flips of a (row, col) tile: (flip rows, flip cols)
 VIEWS = {"none": (False, False), "h": (False, True), "v": (True, False), "hv": (True, True)}
@@ -115,6 +116,7 @@ class FlipTTA:
         if hasattr(self.inner, "device"):
             self.device = self.inner.device
 
-    def infer(self, tiles: np.ndarray) -> list[Detections]:
+    def infer(self, tiles: np.ndarray, box_filters: Sequence[BoxFilter] | None = None) -> list[Detections]:
+        # `box_filters` are not passed on: a view's box is not the fused box, so filtering views would not be exact
         per_view = [[unflip(d, v, self.tile) for d in self.inner.infer(flip_tiles(tiles, v))] for v in self.views]
         return [fuse_views([dets[i] for dets in per_view], self.iou) for i in range(len(tiles))]

@@ -78,6 +78,63 @@ def test_infer_takes_any_number_of_tiles(model_dir, rng):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
 
 
+def _left_half(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 0] + boxes[:, 2]) / 2 < 64
+
+
+@pytest.mark.parametrize("kind", ["torch", "onnxruntime"])
+def test_box_filters_drop_boxes_before_the_mask_head_and_keep_the_rest_exact(model_dir, rng, kind):
+    """A filter removes boxes (3 tiles at batch 2: the padded tile gets none) and the boxes it keeps have the
+    same scores and mask probabilities as without it: the mask head is per box."""
+    model, manifest = load_model(model_dir)
+    if kind == "torch":
+        backend = TorchBackend(model, manifest.tile, batch=2, score_threshold=0.05)
+    else:
+        entry = export_trunk(model, model_dir, manifest.tile, batch=2)
+        backend = OnnxRuntimeBackend(model_dir / entry.file, model, entry.tile, entry.batch, entry.outputs, "cpu", 0.05, threads=1)
+    tiles = _tiles(rng, 3)
+    everything = backend.infer(tiles)
+    filtered = backend.infer(tiles, [_left_half, None, _left_half])
+    assert sum(len(d) for d in filtered) < sum(len(d) for d in everything)
+    for i, (all_dets, kept) in enumerate(zip(everything, filtered)):
+        expect = _left_half(all_dets.boxes) if i != 1 else np.ones(len(all_dets), bool)
+        assert 0 < expect.sum() == len(kept)
+        np.testing.assert_allclose(kept.boxes, all_dets.boxes[expect], atol=1e-5)
+        np.testing.assert_allclose(kept.scores, all_dets.scores[expect], atol=1e-6)
+        np.testing.assert_allclose(kept.mask_probs, all_dets.mask_probs[expect], atol=1e-6)
+    with pytest.raises(ValueError, match="2 box filters for 3 tiles"):
+        backend.infer(tiles, [None, None])
+
+
+def test_seam_rule_hint_does_not_change_the_stitched_instances(model_dir, rng):
+    """`infer_tiles` hands the backend the seam rule as box filters; a backend that ignores the hint gives
+    the same instances, pixel for pixel (seams included: 200x230 px at tile 128 is 4 tiles)."""
+    from mitotally.runtime.segment import infer_tiles, segment_scaled
+
+    class IgnoresHints:
+        def __init__(self, inner):
+            self.inner, self.name, self.tile, self.batch = inner, inner.name, inner.tile, inner.batch
+
+        def infer(self, tiles, box_filters=None):
+            self.hinted = box_filters is not None
+            return self.inner.infer(tiles)
+
+    model, manifest = load_model(model_dir)
+    image = render_em_like(ellipse_labels((200, 230), 25, rng, axes=(6, 18)), rng)
+    scaled = ((image.astype(np.float32) - 40) / 150).astype(np.float32)
+    backend = TorchBackend(model, manifest.tile, batch=2, score_threshold=0.05)
+    ignoring = IgnoresHints(backend)
+    a = segment_scaled(backend, scaled, scaled.shape, 1.0, manifest.overlap, 0.05, 0.5)
+    b = segment_scaled(ignoring, scaled, scaled.shape, 1.0, manifest.overlap, 0.05, 0.5)
+    assert ignoring.hinted and len(a) > 0 and len(a) == len(b)
+    hinted, unhinted = infer_tiles(backend, scaled, manifest.overlap), infer_tiles(ignoring, scaled, manifest.overlap)
+    assert sum(len(d) for _, d in hinted.detections) < sum(len(d) for _, d in unhinted.detections)  # masks skipped
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    for ma, mb in zip(a.masks, b.masks):
+        np.testing.assert_array_equal(ma, mb)
+
+
 def test_onnxruntime_and_torch_give_the_same_instances(model_dir, rng):
     """Backend equivalence on CPU on a synthetic image spanning several tiles (seams included)."""
     model, manifest = load_model(model_dir)

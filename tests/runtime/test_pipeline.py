@@ -264,7 +264,7 @@ def test_timing_wrapper_keeps_the_backends_hints():
     class Stub:
         name, tile, batch, tiles_per_call = "stub", 8, 2, 16
 
-        def infer(self, tiles):
+        def infer(self, tiles, box_filters=None):
             return [None] * len(tiles)
 
     timed = _TimedBackend(Stub())

@@ -257,7 +257,7 @@ class LabelReadingBackend:
     def __init__(self, tile: int, batch: int, resolution: int = 28):
         self.tile, self.batch, self.resolution = tile, batch, resolution
 
-    def infer(self, tiles: np.ndarray) -> list[Detections]:
+    def infer(self, tiles: np.ndarray, box_filters=None) -> list[Detections]:
         assert tiles.ndim == 3 and tiles.shape[1:] == (self.tile, self.tile) and tiles.dtype == np.float32
         out = []
         for t in tiles:

@@ -35,7 +35,7 @@ class DarkBlobs:
     def __init__(self, tile: int):
         self.tile = tile
 
-    def infer(self, tiles: np.ndarray) -> list[Detections]:
+    def infer(self, tiles: np.ndarray, box_filters=None) -> list[Detections]:
         out = []
         for t in tiles:
             boxes, probs = [], []
