@@ -143,11 +143,39 @@ def contour_length(image: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0),
     return total
 
 
-def _convex_contour(region) -> np.ndarray:
-    """The 0.5 iso-contour of the region's convex image, exactly as skimage's `feret_diameter_max` takes it."""
+_DIAMOND = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
+
+
+def convex_image(image: np.ndarray) -> np.ndarray:
+    """skimage's `convex_hull_image(image)` (the hull of the pixels' edge midpoints, border pixels
+    included), pixel for pixel, ~3x faster on mitochondria: the hull is taken from each row's and
+    column's end pixels only, and filled row by row from its half-planes instead of testing every pixel
+    against the polygon. Equality with skimage is tested on thousands of shapes (tests/runtime/test_measure.py)."""
+    from scipy.spatial import ConvexHull
+
+    image = np.asarray(image, dtype=bool)
+    h, w = image.shape
+    rows, cols = np.flatnonzero(image.any(1)), np.flatnonzero(image.any(0))
+    ends = np.concatenate([
+        np.c_[rows, image[rows].argmax(1)], np.c_[rows, w - 1 - image[rows, ::-1].argmax(1)],
+        np.c_[image[:, cols].argmax(0), cols], np.c_[h - 1 - image[::-1, cols].argmax(0), cols],
+    ]).astype(np.float64)
+    a, b, d = ConvexHull((ends[:, None, :] + _DIAMOND).reshape(-1, 2)).equations.T  # inside: a*r + b*c + d <= 0
+    tol = 1e-6  # a pixel centre off a hull edge is >= 1e-3 px from it; one on it counts as inside, as in skimage
+    rhs = -d[None, :] - a[None, :] * np.arange(h, dtype=np.float64)[:, None]  # per row and edge: b*c <= rhs
+    upper, lower, level = b > tol, b < -tol, np.abs(b) <= tol
+    hi = np.min(np.where(upper, rhs / np.where(upper, b, 1.0), np.inf), axis=1)
+    lo = np.max(np.where(lower, rhs / np.where(lower, b, 1.0), -np.inf), axis=1)
+    row_inside = np.all(np.where(level, rhs >= -tol, True), axis=1)
+    c = np.arange(w)
+    return row_inside[:, None] & (c >= lo[:, None] - tol) & (c <= hi[:, None] + tol)
+
+
+def _convex_contour(convex: np.ndarray) -> np.ndarray:
+    """The 0.5 iso-contour of a region's convex image, exactly as skimage's `feret_diameter_max` takes it."""
     from skimage.measure import find_contours
 
-    padded = np.pad(region.image_convex, 2, mode="constant", constant_values=0)
+    padded = np.pad(convex, 2, mode="constant", constant_values=0)
     return np.vstack(find_contours(padded, 0.5, fully_connected="high"))
 
 
@@ -190,7 +218,8 @@ def measure_instances(
         area = float(region.area)
         perimeter = float(region.perimeter_crofton)
         major, minor = float(region.axis_major_length), float(region.axis_minor_length)
-        contour = _convex_contour(region)
+        convex = convex_image(region.image)
+        contour = _convex_contour(convex)
         fmax, fmin = feret_diameters(contour)
         r0, c0, r1, c1 = (int(v) for v in region.bbox)
         cy, cx = (float(v) for v in region.centroid)
@@ -214,7 +243,7 @@ def measure_instances(
             aspect_ratio=shape["major"] / shape["minor"] if shape["minor"] > 0 else NAN,
             eccentricity=shape["eccentricity"],
             circularity=min(1.0, 4 * math.pi * shape["area"] / shape["perimeter"]**2) if shape["perimeter"] > 0 else NAN,
-            solidity=float(region.solidity),
+            solidity=area / float(np.count_nonzero(convex)),  # regionprops' `solidity`, from the same convex image
             # RGB: the mean of the channel means, i.e. the mean of the gray (channel-averaged) image
             mean_intensity=float(np.mean(region.intensity_mean)) if image is not None else NAN,
             centroid_row_px=cy,

@@ -14,7 +14,7 @@ from skimage.measure import regionprops
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import ellipse_labels  # noqa: E402
 
-from mitotally.runtime.measure import IMAGE_COLUMNS, OBJECT_COLUMNS, feret_diameters, measure_instances, summarize_image
+from mitotally.runtime.measure import IMAGE_COLUMNS, OBJECT_COLUMNS, convex_image, feret_diameters, measure_instances, summarize_image
 
 UM_COLUMNS = [c for c in OBJECT_COLUMNS if c.endswith("_um") or c.endswith("_um2")]
 
@@ -92,6 +92,41 @@ def test_feret_max_equals_scikit_image(rng):
     for row in rows:
         assert row["feret_max_px"] == pytest.approx(skimage_max[row["id"]], rel=1e-9)
         assert row["feret_min_px"] <= row["feret_max_px"]
+
+
+def _blobs(rng, n: int):
+    """Random connected shapes of every kind: smooth blobs, ragged ones with holes, thin lines, single pixels."""
+    from scipy import ndimage
+    from skimage.measure import label
+
+    yield np.ones((1, 1), bool)
+    yield np.ones((1, 7), bool)
+    yield np.eye(9, dtype=bool)
+    yield np.array([[1, 0, 0], [0, 0, 0], [0, 0, 1]], bool)  # two pixels apart: a hull of two diamonds
+    for _ in range(n):
+        h, w = rng.integers(2, 90, 2)
+        field = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 6))
+        for region in regionprops(label(field > np.quantile(field, rng.uniform(0.3, 0.7)))):
+            yield region.image
+
+
+def test_convex_image_is_scikit_images_pixel_for_pixel(rng):
+    from skimage.morphology import convex_hull_image
+
+    shapes = list(_blobs(rng, 300))
+    assert len(shapes) > 500
+    for image in shapes:
+        np.testing.assert_array_equal(convex_image(image), convex_hull_image(image))
+
+
+def test_solidity_equals_regionprops(rng):
+    labels = ellipse_labels((300, 300), 15, rng, axes=(4, 40))
+    labels[100:140, 100:104] = labels.max() + 1  # a thin bar (convex: solidity 1)
+    rows = measure_instances(labels, None, None, {})
+    expected = {r.label: r.solidity for r in regionprops(labels)}
+    assert len(rows) == len(expected)
+    for row in rows:
+        assert row["solidity"] == pytest.approx(expected[row["id"]], rel=1e-12)
 
 
 def test_feret_diameters_of_point_sets():
