@@ -32,22 +32,34 @@ except ImportError:
 NO_NAPARI = "napari (with pytest-qt) is not installed: pip install -e '.[napari]' pytest-qt"
 
 
-def _start_xvfb() -> None:
-    """A private X server for GL when there is no display (best effort: the GL probe says if it failed)."""
+_XVFB: list[subprocess.Popen] = []  # the private X server, when this session started one
+
+
+def _start_xvfb(attempts: int = 4) -> None:
+    """A private X server for GL when there is no display (best effort: the GL probe says if it failed).
+
+    Two pytest-xdist workers start theirs at the same moment and can race for the same display number
+    (one Xvfb then exits before reporting it), so a failed start is retried after a short pause."""
+    import random
+    import time
+
     xvfb = shutil.which("Xvfb")
     if os.environ.get("DISPLAY") or xvfb is None:
         return
-    read, write = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-screen", "0", "1600x1200x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as f:
-        number = f.readline().strip()
-    if not number:
+    for attempt in range(attempts):
+        read, write = os.pipe()
+        proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-screen", "0", "1600x1200x24", "-nolisten", "tcp"],
+                                pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write)
+        with os.fdopen(read) as f:
+            number = f.readline().strip()
+        if number:
+            os.environ["DISPLAY"] = f":{number}"
+            atexit.register(proc.kill)
+            _XVFB.append(proc)
+            return
         proc.kill()
-        return
-    os.environ["DISPLAY"] = f":{number}"
-    atexit.register(proc.kill)
+        time.sleep(0.2 + random.random() * (attempt + 1))
 
 
 if HAVE_NAPARI:
@@ -70,14 +82,28 @@ def gl_available() -> None:
     """Skip unless a napari viewer can show an image here (an OpenGL context under Qt's platform)."""
     if not HAVE_NAPARI:
         pytest.skip(NO_NAPARI)
+    probe = _probe_gl()
+    if probe and _XVFB and _XVFB[0].poll() is not None:  # our X server died during the session: start another
+        _XVFB.clear()
+        os.environ.pop("DISPLAY", None)
+        _start_xvfb()
+        probe = _probe_gl()
+    if probe:
+        xvfb = "no private Xvfb" if not _XVFB else ("Xvfb running" if _XVFB[0].poll() is None else "Xvfb exited")
+        pytest.skip(f"napari cannot render here (no OpenGL context: Qt's {os.environ.get('QT_QPA_PLATFORM')} platform "
+                    f"needs an X server for GL; install Xvfb, e.g. apt-get install xvfb; DISPLAY="
+                    f"{os.environ.get('DISPLAY')!r}, {xvfb}): {probe}")
+
+
+def _probe_gl() -> str:
+    """'' when a napari viewer can show an image in a fresh process, else the reason it could not."""
     try:
         probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=180)
     except subprocess.TimeoutExpired:
-        pytest.skip("a napari viewer did not start within 180 s")
+        return "a napari viewer did not start within 180 s"
     if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.skip(f"napari cannot render here (no OpenGL context: Qt's {os.environ.get('QT_QPA_PLATFORM')} platform "
-                    f"needs an X server for GL; install Xvfb, e.g. apt-get install xvfb): {last}")
+        return (probe.stderr.strip().splitlines() or ["?"])[-1]
+    return ""
 
 
 @pytest.fixture
