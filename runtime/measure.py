@@ -171,12 +171,23 @@ def convex_image(image: np.ndarray) -> np.ndarray:
     return row_inside[:, None] & (c >= lo[:, None] - tol) & (c <= hi[:, None] + tol)
 
 
-def _convex_contour(convex: np.ndarray) -> np.ndarray:
-    """The 0.5 iso-contour of a region's convex image, exactly as skimage's `feret_diameter_max` takes it."""
-    from skimage.measure import find_contours
+def convex_outline(convex: np.ndarray) -> np.ndarray:
+    """The points of the 0.5 iso-contour of a convex image that can lie on its hull, as (row, col).
 
-    padded = np.pad(convex, 2, mode="constant", constant_values=0)
-    return np.vstack(find_contours(padded, 0.5, fully_connected="high"))
+    skimage's `feret_diameter_max` takes `find_contours` of the padded convex image; on a binary image
+    that contour's vertices are the midpoints of the edges between a region pixel and a background
+    pixel. A convex image's rows and columns are single runs, so those midpoints are exactly each row's
+    and each column's two end midpoints: the same hull, hence the same Feret diameters, without tracing
+    the contour (tests/runtime/test_measure.py checks equality on thousands of shapes)."""
+    convex = np.asarray(convex, dtype=bool)
+    h, w = convex.shape
+    rows, cols = np.flatnonzero(convex.any(1)), np.flatnonzero(convex.any(0))
+    first_c, last_c = convex[rows].argmax(1), w - 1 - convex[rows, ::-1].argmax(1)
+    first_r, last_r = convex[:, cols].argmax(0), h - 1 - convex[::-1, cols].argmax(0)
+    return np.concatenate([
+        np.c_[rows, first_c - 0.5], np.c_[rows, last_c + 0.5],
+        np.c_[first_r - 0.5, cols], np.c_[last_r + 0.5, cols],
+    ]).astype(np.float64)
 
 
 def _check_intensity(intensity: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -219,7 +230,7 @@ def measure_instances(
         perimeter = float(region.perimeter_crofton)
         major, minor = float(region.axis_major_length), float(region.axis_minor_length)
         convex = convex_image(region.image)
-        contour = _convex_contour(convex)
+        contour = convex_outline(convex)
         fmax, fmin = feret_diameters(contour)
         r0, c0, r1, c1 = (int(v) for v in region.bbox)
         cy, cx = (float(v) for v in region.centroid)

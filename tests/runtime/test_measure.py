@@ -14,7 +14,7 @@ from skimage.measure import regionprops
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import ellipse_labels  # noqa: E402
 
-from mitotally.runtime.measure import IMAGE_COLUMNS, OBJECT_COLUMNS, convex_image, feret_diameters, measure_instances, summarize_image
+from mitotally.runtime.measure import IMAGE_COLUMNS, OBJECT_COLUMNS, convex_image, convex_outline, feret_diameters, measure_instances, summarize_image
 
 UM_COLUMNS = [c for c in OBJECT_COLUMNS if c.endswith("_um") or c.endswith("_um2")]
 
@@ -117,6 +117,23 @@ def test_convex_image_is_scikit_images_pixel_for_pixel(rng):
     assert len(shapes) > 500
     for image in shapes:
         np.testing.assert_array_equal(convex_image(image), convex_hull_image(image))
+
+
+def test_convex_outline_gives_the_traced_contours_feret_diameters(rng):
+    """The end midpoints of rows and columns span the same hull as skimage's traced contour of the
+    convex image (what `feret_diameter_max` uses): identical Feret diameters, also with non-square spacing."""
+    from skimage.measure import find_contours
+
+    shapes = list(_blobs(rng, 300))
+    assert len(shapes) > 500
+    for image in shapes:
+        convex = convex_image(image)
+        traced = np.vstack(find_contours(np.pad(convex, 2), 0.5, fully_connected="high")) - 2
+        outline = convex_outline(convex)
+        assert set(map(tuple, outline)) <= set(map(tuple, traced))  # a subset of the contour's own vertices
+        assert feret_diameters(outline) == feret_diameters(traced)
+        spacing = np.array([0.004, 0.0075])
+        assert feret_diameters(outline * spacing) == pytest.approx(feret_diameters(traced * spacing), rel=1e-12)
 
 
 def test_solidity_equals_regionprops(rng):
