@@ -36,6 +36,11 @@ VALIDATION = {  # the blocks that chose the checkpoint and thresholds (recipe.to
 KEYS = ("mask_AP50", "mask_AP", "f1@0.5", "precision@0.5", "recall@0.5", "median_area_error", "median_area_bias", "foreground_iou")
 
 
+def _f(value) -> str:
+    """A metric for the summary line; mito-eval gives None where it is undefined (no matches: no area error)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def subset(dataset: Path, image_dir: str, part: slice, dest: Path) -> list[str]:
     """Copies the images `part` of the sorted names and, from every sibling folder, the GT entries of the same stem."""
     images = sorted(p for p in (dataset / image_dir).iterdir() if p.is_file())[part]
@@ -87,7 +92,7 @@ def main() -> int:
     for name in [n for n in (args.only or list(blocks)) if n in blocks]:
         r = results[name] = evaluate_holdout(args.model, name, args.data, extra, blocks)
         m = r["metrics"]
-        print(f"{name:8s} ({len(r['images'])} images, {m['gt_instances']} GT): " + " ".join(f"{k} {m[k]:.3f}" for k in KEYS))
+        print(f"{name:8s} ({len(r['images'])} images, {m['gt_instances']} GT): " + " ".join(f"{k} {_f(m[k])}" for k in KEYS))
         sizes = " ".join(f"{b} {_r(c)} (n={c['gt']})" for b, c in m["recall_by_size_px"].items())
         print(f"         recall by size: {sizes}; border {_r(m['recall_border'])} (n={m['recall_border']['gt']}), "
               f"interior {_r(m['recall_interior'])}")
