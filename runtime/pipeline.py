@@ -69,6 +69,7 @@ class RunConfig:
     scale_estimate: str = "auto"  # auto | always | off: see scale_probe.SCALE_ESTIMATE_MODES
     skip_data_bars: bool = True  # segment and measure only the specimen, not a flat data bar along an edge
     overlap_writes: bool = True  # measure + write an input on a worker thread while the model runs on the next
+    contrast: str = "normal"  # normal (membranes dark) | inverted (membranes bright): see segmenter.CONTRASTS
     tta: bool = False  # test-time augmentation: each tile also seen flipped 3 ways, detections fused (4 trunk passes: ~2.5x the frame time on a CPU)
 
 

@@ -69,6 +69,7 @@ def _device(text: str) -> str:
 def get_args_parser() -> argparse.ArgumentParser:
     from .backends.select import BACKEND_NAMES, PRECISIONS
     from .scale_probe import SCALE_ESTIMATE_MODES
+    from .segmenter import CONTRASTS
 
     p = argparse.ArgumentParser(
         prog="mito-run",
@@ -103,6 +104,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "model). images.csv says which scale was used (scaling_source) (default: auto)")
     p.add_argument("--no-scale-estimate", dest="scale_estimate", action="store_const", const="off",
                    help="same as --scale-estimate off")
+    p.add_argument("--contrast", choices=CONTRASTS, default="normal",
+                   help="normal: membranes dark, mitochondria darker than cytoplasm, as in TEM (and in every image the "
+                        "shipped model was trained on). inverted: membranes bright, as some SEM detectors record them or "
+                        "an inverted stack shows them; each image is then read as its negative, exactly as if it had been "
+                        "inverted in Fiji (Edit > Invert) first. The shipped model finds nothing in inverted images read "
+                        "as normal (F1 0.00 on inverted held-out slices), so check one overlay (default: normal)")
     p.add_argument("--keep-data-bars", dest="skip_data_bars", action="store_false",
                    help="segment the whole frame. By default a flat dark or bright band along an edge (a TEM "
                         "camera's data bar with text and scale bar) is left out: it upsets the model's intensity "
@@ -186,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                        batch=args.batch, tile=args.tile, score_threshold=args.score_threshold,
                        mask_threshold=args.mask_threshold, overwrite=args.overwrite, recursive=args.recursive,
                        quiet=args.quiet, read_ahead=args.read_ahead, threads=args.threads, overlays=args.overlays,
-                       scale_estimate=args.scale_estimate, skip_data_bars=args.skip_data_bars, tta=args.tta)
+                       scale_estimate=args.scale_estimate, skip_data_bars=args.skip_data_bars, tta=args.tta,
+                       contrast=args.contrast)
     if args.scheduler or args.workers:  # the same outputs, made by a Dask cluster's workers
         from .cluster.command import run_command
 
@@ -299,7 +307,7 @@ def _load(config, fail):
         return Segmenter(config.model_dir, backend=config.backend, device=config.device, batch=config.batch, tile=config.tile,
                          score_threshold=config.score_threshold, mask_threshold=config.mask_threshold,
                          precision=config.precision, threads=config.threads, scale_estimate=config.scale_estimate,
-                         skip_data_bars=config.skip_data_bars, tta=config.tta)
+                         skip_data_bars=config.skip_data_bars, tta=config.tta, contrast=config.contrast)
     except (ModelNotFound, BackendUnavailable) as e:
         return fail(str(e))
     except FileNotFoundError as e:

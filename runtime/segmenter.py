@@ -35,6 +35,10 @@ from .scale_memory import NEVER, Expiry, ScaleMemory, estimate_key, instrument_t
 from .scale_probe import SCALE_ESTIMATE_MODES, ScaleEstimate, estimate_pixel_size
 from .segment import segment_scaled
 
+CONTRASTS = ("normal", "inverted")
+"""normal: membranes dark, as in TEM and the training data. inverted: membranes bright (some SEM detectors,
+inverted stacks); the shipped model, never trained on such images, finds nothing in them as they are."""
+
 # With test-time augmentation each view reports detections down to this fraction of the score threshold,
 # so a cluster's mean over views misses at most this much of a view that scored below it
 TTA_MEMBER_FRACTION = 0.5
@@ -200,9 +204,14 @@ class Segmenter:
                  batch: int | None = None, tile: int | None = None,
                  score_threshold: float | None = None, mask_threshold: float | None = None,
                  precision: str = "auto", threads: int | None = None, scale_estimate: str = "auto",
-                 skip_data_bars: bool = True, scale_expiry: Expiry = NEVER, tta: bool = False):
+                 skip_data_bars: bool = True, scale_expiry: Expiry = NEVER, tta: bool = False, contrast: str = "normal"):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         model, manifest = load_model(self.model_dir)
+        if contrast not in CONTRASTS:
+            raise ValueError(f"contrast must be one of {CONTRASTS}, not {contrast!r}")
+        if contrast == "inverted":  # images whose membranes are bright: normalised as their negative (normalize.py)
+            manifest = manifest.replace(normalization=manifest.normalization.inverted())
+        self.contrast = contrast
         if tile is not None and tile != manifest.tile:
             manifest = manifest.replace(tile=tile)
         # user overrides of the validation-chosen thresholds; run.json records the values used

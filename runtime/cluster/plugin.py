@@ -90,7 +90,8 @@ class ModelPlugin(WorkerPlugin):
             seg = Segmenter(folder, backend=c.backend, device=c.device, batch=c.batch, tile=c.tile,
                             score_threshold=c.score_threshold, mask_threshold=c.mask_threshold, precision=c.precision,
                             threads=threads, scale_estimate=c.scale_estimate, skip_data_bars=c.skip_data_bars,
-                            scale_expiry=WATCH_EXPIRY if self.watch else NEVER, tta=c.tta)
+                            scale_expiry=WATCH_EXPIRY if self.watch else NEVER, tta=c.tta,
+                            contrast=c.contrast)
         except Exception as exc:  # noqa: BLE001 - reported to the client in one line, which stops the run
             self.state, self.why = ERROR, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
             return

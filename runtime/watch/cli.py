@@ -90,6 +90,9 @@ def watch_parser() -> argparse.ArgumentParser:
                    help="same as --scale-estimate off")
     p.add_argument("--keep-data-bars", action="store_true",
                    help="segment whole frames, including a flat data bar along an edge (as mito-run)")
+    p.add_argument("--contrast", choices=("normal", "inverted"), default="normal",
+                   help="as mito-run: inverted reads each frame as its negative, for instruments that show membranes "
+                        "bright (default: normal, membranes dark)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDR",
@@ -166,7 +169,7 @@ def run_config_from_args(args: argparse.Namespace):
     return RunConfig(model_dir=args.model, backend=args.backend, precision=args.precision, device=args.device,
                      pixel_size_nm=args.pixel_size, batch=args.batch, recursive=args.recursive, quiet=True,
                      overlays=not args.no_overlays, scale_estimate=args.scale_estimate,
-                     skip_data_bars=not args.keep_data_bars, tta=args.tta)
+                     skip_data_bars=not args.keep_data_bars, tta=args.tta, contrast=args.contrast)
 
 
 def _processor_factory(args: argparse.Namespace, cfg, run_cfg):

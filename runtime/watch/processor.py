@@ -100,7 +100,7 @@ class PipelineProcessor:
                                                 precision=config.precision, threads=config.threads,
                                                 scale_estimate=config.scale_estimate,
                                                 skip_data_bars=config.skip_data_bars, scale_expiry=WATCH_EXPIRY,
-                                                tta=config.tta)
+                                                tta=config.tta, contrast=config.contrast)
         self._started = time.time()
         self._timings: dict[str, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mito-watch-read")
